@@ -1,0 +1,542 @@
+"""Training benchmark: regressor images/s through Ray Train + Ray Data vs a plain torch loop.
+
+One run, same model, batch, crop and cores (DESIGN.md section 7):
+
+- *plain torch*: one process, the crops already decoded in memory (on the GPU when there is
+  one), ``engine.train_one_epoch`` over shuffled batches. The ceiling: no data loading at all.
+- *Ray Train + Ray Data*: ``dgqa_ray.train.fit_regressor`` exactly as the pipeline runs it (one
+  Train worker, the training view decoding 512x384 JPEG shards in Ray Data tasks, a validation
+  pass and a checkpoint after every epoch). Its images/s is the training loop's own rate
+  (batches waited for included, validation and checkpointing not).
+
+The plain loop is timed before *and* after the Ray run and the ratio taken against the mean of
+the two, so that a change of background load during the run does not fall on one side only. The
+first epoch of each is an untimed warm-up (worker start, first reads, allocator).
+
+Settings: on CPU, resnet18, 224 crops, batch 32, fp32, one worker with all cores (torch threads
+= cores; Ray gets one more logical CPU so decoding tasks can run next to the worker). On CUDA,
+ResNet-50, bf16 autocast, channels_last, batch 256, one GPU worker with 2 CPUs, the other cores
+decoding. Peak memory is sampled every 0.25 s: the driver's RSS during the plain loop, and the
+proportional set size (PSS, shared pages counted once) summed over the driver and every Ray
+process it started during the Ray run.
+
+Entry points: :func:`run_training_benchmark`; :func:`main` (``jobs/benchmark.py training``)::
+
+    python -c "from dgqa_ray.benchmarks.training import main; main([])"
+    python jobs/benchmark.py training --images 512 --crop 96
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from dgqa_ray.benchmarks.data import IMAGE_SIZE, describe_machine, make_jpegs
+
+UNIQUE_JPEGS = 1024
+"""Distinct photos generated; more images are byte copies of these (decoding costs the same,
+and generating 16k JPEGs would take minutes)."""
+VAL_IMAGES = 32
+"""Validation images per epoch of the Ray run (validation is not part of the timed rate)."""
+
+
+@dataclass
+class TrainBenchRow:
+    """One line of the result table."""
+
+    pipeline: str
+    images: int
+    seconds: float
+    images_per_s: float
+    ratio: float | None  # vs the plain loop's mean images/s
+    peak_memory_gb: float | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What both sides train with."""
+
+    device: str  # "cpu" or "cuda"
+    backbone: str
+    crop: int
+    batch_size: int
+    cores: int
+    amp: str  # "bf16" or "none"
+    channels_last: bool
+
+    def describe(self) -> str:
+        w, h = IMAGE_SIZE
+        dtype = "bf16 autocast" if self.device == "cuda" and self.amp == "bf16" else "fp32"
+        layout = ", channels_last" if self.device == "cuda" and self.channels_last else ""
+        return (
+            f"{self.backbone} regressor, {self.crop}x{self.crop} crops of {w}x{h} JPEGs, "
+            f"batch {self.batch_size}, {self.device}, {dtype}{layout}, {self.cores} cores"
+        )
+
+
+# -- memory -----------------------------------------------------------------------------------
+
+
+def _psutil():
+    """psutil as bundled with Ray (``ray/thirdparty_files``, on sys.path once ray is imported)."""
+    import importlib
+
+    import ray  # noqa: F401
+
+    return importlib.import_module("psutil")
+
+
+class PeakMemory:
+    """Samples memory in a thread: RSS of this process, and PSS (RSS when PSS is unreadable)
+    summed over this process and all its descendants (the Ray processes it started)."""
+
+    def __init__(self, interval_s: float = 0.25, tree: bool = True) -> None:
+        self.interval_s = interval_s
+        self.tree = tree
+        self.peak_self_rss = 0
+        self.peak_tree = 0
+        self.loads: list[float] = []  # 1-minute load average at each sample
+        self.tree_metric = "PSS"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _tree_bytes(self, me) -> int:
+        psutil = _psutil()
+
+        total = 0
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                total += proc.memory_full_info().pss
+            except (psutil.AccessDenied, AttributeError):
+                self.tree_metric = "RSS"
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            except psutil.Error:  # exited meanwhile
+                pass
+        return total
+
+    def _run(self) -> None:
+        psutil = _psutil()
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            self.sample(me)
+            self._stop.wait(self.interval_s)
+
+    def sample(self, me=None) -> None:
+        psutil = _psutil()
+
+        me = me or psutil.Process()
+        self.loads.append(os.getloadavg()[0])
+        self.peak_self_rss = max(self.peak_self_rss, me.memory_info().rss)
+        if self.tree:
+            self.peak_tree = max(self.peak_tree, self._tree_bytes(me))
+
+    @property
+    def mean_load(self) -> float:
+        """Mean 1-minute load average while sampling: a load far above the cores used means
+        other processes took CPU time, and the rates of this phase are not comparable."""
+        return float(np.mean(self.loads)) if self.loads else float("nan")
+
+    def __enter__(self) -> PeakMemory:
+        self.sample()
+        self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.sample()
+
+
+def _gb(n: int) -> float:
+    return n / 1024**3
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def make_images(folder: str, count: int, seed: int = 0) -> list[str]:
+    """``count`` 512x384 JPEG files: ``UNIQUE_JPEGS`` distinct ones, then byte copies."""
+    unique = make_jpegs(os.path.join(folder, "unique"), min(count, UNIQUE_JPEGS), seed=seed)
+    paths = list(unique)
+    for i in range(len(unique), count):
+        path = os.path.join(folder, f"copy{i:06d}.jpg")
+        shutil.copyfile(unique[i % len(unique)], path)
+        paths.append(path)
+    return paths
+
+
+def _in_memory_crops(paths: list[str], crop: int, seed: int, threads: int):
+    """Every image decoded once and cropped once: (N, 3, crop, crop) uint8. Threads: the
+    decoders release the GIL, and 16k images on one core would take a minute."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from dgqa_ray.data.pipelines import decode_image, image_rng, random_crop
+
+    images = np.empty((len(paths), 3, crop, crop), dtype=np.uint8)
+
+    def load(i: int) -> None:
+        with open(paths[i], "rb") as f:
+            images[i] = random_crop(decode_image(f.read()), crop, image_rng(seed, i), flip=True)
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        list(pool.map(load, range(len(paths))))
+    return torch.from_numpy(images)
+
+
+# -- the plain loop ---------------------------------------------------------------------------
+
+
+def _plain_batches(images, scores, batch_size: int, generator) -> Iterator[dict]:
+    import torch
+
+    order = torch.randperm(images.shape[0], generator=generator).to(images.device)
+    for start in range(0, images.shape[0], batch_size):
+        idx = order[start : start + batch_size]
+        yield {"image": images[idx], "score": scores[idx]}  # (B, 3, crop, crop) uint8, (B,)
+
+
+def _plain_torch(images, scores, settings: BenchSettings, epochs: int, seed: int) -> tuple:
+    """(images, seconds) of ``epochs`` timed epochs after a short warm-up."""
+    import torch
+
+    from dgqa_ray.config import ModelConfig, TrainConfig
+    from dgqa_ray.engine import create_loss, create_optimizer, seed_everything, train_one_epoch
+    from dgqa_ray.models import autocast_dtype, create_regressor, prepare_for_device
+
+    device = torch.device(settings.device)
+    model_cfg = ModelConfig(
+        backbone=settings.backbone, amp=settings.amp, channels_last=settings.channels_last
+    )
+    channels_last = settings.channels_last and device.type == "cuda"
+    seed_everything(seed)
+    model = prepare_for_device(create_regressor(model_cfg), device, channels_last)
+    optimizer = create_optimizer(TrainConfig(use_gpu=device.type == "cuda"), model)
+    loss_fn = create_loss("regressor")
+    amp = autocast_dtype(model_cfg, device)
+    generator = torch.Generator().manual_seed(seed)
+
+    def epoch(max_batches=None):
+        return train_one_epoch(
+            model,
+            _plain_batches(images, scores, settings.batch_size, generator),
+            optimizer,
+            loss_fn,
+            device,
+            task="regressor",
+            amp_dtype=amp,
+            channels_last=channels_last,
+            max_batches=max_batches,
+        )
+
+    epoch(max_batches=3)  # warm-up: allocator, cuDNN algorithm choice, thread pools
+    total_images, total_seconds = 0.0, 0.0
+    for _ in range(epochs):
+        stats = epoch()
+        total_images += stats["images"]
+        total_seconds += stats["seconds"]
+    return total_images, total_seconds
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def default_settings(device: str = "auto", cores: int | None = None) -> BenchSettings:
+    """resnet18/32/fp32 on CPU; ResNet-50/256/bf16 on CUDA (DESIGN.md section 7)."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device: invalid value {device!r}; allowed: auto, cpu, cuda")
+    cores = cores or os.cpu_count() or 1
+    if device == "cuda":
+        return BenchSettings("cuda", "resnet50", 224, 256, cores, "bf16", True)
+    return BenchSettings("cpu", "resnet18", 224, 32, cores, "none", False)
+
+
+def _ray_config(settings: BenchSettings, epochs: int, storage_uri: str):
+    from dgqa_ray.config import PipelineConfig
+
+    on_gpu = settings.device == "cuda"
+    return PipelineConfig.from_dict(
+        {
+            "run_name": "bench",
+            "storage": storage_uri,
+            "data": {"crop_size": settings.crop, "eval_crops": 1},
+            "model": {
+                "backbone": settings.backbone,
+                "amp": settings.amp,
+                "channels_last": settings.channels_last,
+            },
+            "train": {
+                "batch_size": settings.batch_size,
+                "eval_batch_size": settings.batch_size,
+                "epochs": epochs,
+                "num_workers": 1,
+                "use_gpu": on_gpu,
+                # GPU: the worker only feeds the device, the other cores decode. CPU: the worker
+                # computes with every core (decoding tasks share them).
+                "cpus_per_worker": 2 if on_gpu else settings.cores,
+                "max_failures": 0,
+            },
+            "tracking": {"enabled": False},
+        }
+    )
+
+
+def run_training_benchmark(
+    num_images: int | None = None,
+    *,
+    device: str = "auto",
+    backbone: str | None = None,
+    crop: int | None = None,
+    batch_size: int | None = None,
+    epochs: int = 2,
+    num_cpus: int | None = None,
+    storage_uri: str | None = None,
+    work_dir: str | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> list[TrainBenchRow]:
+    """Run the benchmark, print the table and return its rows.
+
+    Args:
+        num_images: training images per epoch (default: 512 on CPU, 16384 on CUDA).
+        device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
+        backbone, crop, batch_size: override the device's defaults (``default_settings``).
+        epochs: timed epochs per side, after one warm-up epoch each.
+        num_cpus: cores used (default: all); on CPU Ray gets one more logical CPU than this.
+        storage_uri: where the JPEG shards and checkpoints go (default: ``work_dir/store``).
+        work_dir: scratch folder (default: a temporary folder, deleted afterwards).
+
+    Starts a local Ray if none is running in this process (and shuts it down afterwards).
+    """
+    import ray
+    import torch
+
+    from dgqa_ray.data.adapters import open_adapter
+    from dgqa_ray.data.ingest import ingest
+    from dgqa_ray.data.pipelines import read_dataset
+    from dgqa_ray.train import fit_regressor
+
+    settings = default_settings(device, num_cpus)
+    if backbone or crop or batch_size:
+        settings = BenchSettings(
+            settings.device,
+            backbone or settings.backbone,
+            crop or settings.crop,
+            batch_size or settings.batch_size,
+            settings.cores,
+            settings.amp,
+            settings.channels_last,
+        )
+    if settings.crop > min(IMAGE_SIZE):
+        raise ValueError(
+            f"crop: expected <= {min(IMAGE_SIZE)} (images are {IMAGE_SIZE}), got {crop}"
+        )
+    if epochs < 1:
+        raise ValueError(f"epochs: expected >= 1, got {epochs}")
+    num_images = num_images or (16384 if settings.device == "cuda" else 512)
+    if num_images < settings.batch_size:
+        raise ValueError(
+            f"num_images: expected >= batch size {settings.batch_size}, got {num_images}"
+        )
+
+    owns_dir = work_dir is None
+    work_dir = work_dir or tempfile.mkdtemp(prefix="dgqa-trainbench-")
+    storage_uri = storage_uri or os.path.join(work_dir, "store")
+    started_ray = False
+    threads_before = torch.get_num_threads()
+    try:
+        t0 = time.perf_counter()
+        paths = make_images(os.path.join(work_dir, "jpeg"), num_images, seed=seed)
+        scores = np.random.default_rng(seed).uniform(1.0, 5.0, num_images)
+        table = os.path.join(work_dir, "index.csv")
+        import pandas as pd
+
+        pd.DataFrame({"path": paths, "score": scores}).to_csv(table, index=False)
+        log(
+            f"generated {num_images} JPEGs of {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
+
+        if not ray.is_initialized():
+            logical = settings.cores + (1 if settings.device == "cpu" else 0)
+            ray.init(num_cpus=logical, include_dashboard=False, log_to_driver=False)
+            started_ray = True
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        adapter = open_adapter("custom", table, score_column="score", dataset_name="trainbench")
+        ingested = ingest(adapter, storage_uri, force=True, log=lambda line: None)
+        log(
+            f"ingested {ingested.row_count} rows into {ingested.shard_count} shard(s) at "
+            f"{ingested.dataset_dir}"
+        )
+
+        # The plain loop's data: every image decoded and cropped once, in memory.
+        images = _in_memory_crops(
+            paths, settings.crop, seed, settings.cores
+        )  # (N, 3, crop, crop) uint8
+        labels = torch.from_numpy(scores.astype(np.float32))
+        if settings.device == "cuda":
+            images, labels = images.cuda(), labels.cuda()
+        else:
+            torch.set_num_threads(settings.cores)
+
+        with PeakMemory(tree=False) as plain_memory:
+            before = _plain_torch(images, labels, settings, epochs, seed)
+        log(f"plain torch (before): {before[0] / before[1]:.1f} img/s")
+
+        ds = read_dataset(storage_uri, "trainbench")
+        datasets = {"train": ds, "val": ds.limit(VAL_IMAGES)}
+        cfg = _ray_config(settings, epochs + 1, storage_uri)
+        run_name = f"trainbench-{int(time.time())}"
+        with PeakMemory(tree=True) as ray_memory:
+            result = fit_regressor(cfg, datasets, run_name=run_name, storage_uri=storage_uri)
+        timed = result.history[1:]  # epoch 0 is the warm-up
+        ray_images = sum(h["train_images"] for h in timed)
+        ray_seconds = sum(h["train_seconds"] for h in timed)
+        epoch_wall = float(np.mean([h["epoch_seconds"] for h in timed]))
+        log(f"Ray Train + Ray Data: {ray_images / ray_seconds:.1f} img/s")
+
+        with PeakMemory(tree=False) as after_memory:
+            after = _plain_torch(images, labels, settings, epochs, seed)
+        log(f"plain torch (after): {after[0] / after[1]:.1f} img/s")
+        baseline = (before[0] / before[1] + after[0] / after[1]) / 2
+
+        worker_cpus = cfg.train.cpus_per_worker
+        rows = [
+            TrainBenchRow(
+                "plain torch, crops in memory (before)",
+                int(before[0]),
+                before[1],
+                before[0] / before[1],
+                (before[0] / before[1]) / baseline,
+                _gb(plain_memory.peak_self_rss),
+                f"driver RSS; load avg {plain_memory.mean_load:.1f}",
+            ),
+            TrainBenchRow(
+                "Ray Train + Ray Data, JPEG shards",
+                int(ray_images),
+                ray_seconds,
+                ray_images / ray_seconds,
+                (ray_images / ray_seconds) / baseline,
+                _gb(ray_memory.peak_tree),
+                f"1 worker x {worker_cpus} CPU; {ray_memory.tree_metric} of driver + Ray "
+                f"processes; load avg {ray_memory.mean_load:.1f}; epoch wall {epoch_wall:.1f} s "
+                "incl. validation + checkpoint",
+            ),
+            TrainBenchRow(
+                "plain torch, crops in memory (after)",
+                int(after[0]),
+                after[1],
+                after[0] / after[1],
+                (after[0] / after[1]) / baseline,
+                _gb(after_memory.peak_self_rss),
+                f"driver RSS; load avg {after_memory.mean_load:.1f}",
+            ),
+        ]
+        log(format_table(rows, settings))
+        return rows
+    finally:
+        torch.set_num_threads(threads_before)
+        if started_ray:
+            ray.shutdown()
+        if owns_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def format_table(rows: list[TrainBenchRow], settings: BenchSettings) -> str:
+    """The printed table: ratios against the mean of the two plain-loop measurements."""
+    head = f"{'pipeline':<40} {'images':>7} {'seconds':>8} {'img/s':>8} {'ratio':>6} {'peak GB':>8}  note"
+    lines = [
+        f"machine: {describe_machine(settings.cores)}",
+        f"setting: {settings.describe()}",
+        head,
+        "-" * len(head),
+    ]
+    for r in rows:
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
+        memory = f"{r.peak_memory_gb:.2f}" if r.peak_memory_gb is not None else ""
+        lines.append(
+            f"{r.pipeline:<40} {r.images:>7} {r.seconds:>8.2f} {r.images_per_s:>8.1f} "
+            f"{ratio:>6} {memory:>8}  {r.note}"
+        )
+    ray_row = next(r for r in rows if r.pipeline.startswith("Ray"))
+    lines.append(
+        f"Ray Train + Ray Data vs plain torch: {ray_row.ratio:.2f}x (aim: >= 0.90x on CPU)"
+    )
+    return "\n".join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobs/benchmark.py training",
+        description="Regressor training images/s: Ray Train + Ray Data vs a plain torch loop.",
+    )
+    parser.add_argument(
+        "--images", type=int, default=None, help="images per epoch (default: 512 CPU, 16384 GPU)"
+    )
+    parser.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="(default: auto)"
+    )
+    parser.add_argument(
+        "--backbone", default=None, help="resnet18/34/50 (default: resnet18 CPU, resnet50 GPU)"
+    )
+    parser.add_argument("--crop", type=int, default=None, help="crop side (default: 224)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="batch (default: 32 CPU, 256 GPU)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=2, help="timed epochs per side, after a warm-up (default: 2)"
+    )
+    parser.add_argument("--num-cpus", type=int, default=None, help="cores used (default: all)")
+    parser.add_argument(
+        "--storage", default=None, help="shards and checkpoints (default: a temporary folder)"
+    )
+    parser.add_argument(
+        "--out",
+        default="dgqa_output/benchmarks/training.csv",
+        help="CSV of the table (default: %(default)s)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``jobs/benchmark.py training [options]``: run, print, write the CSV."""
+    args = get_args_parser().parse_args(argv)
+    rows = run_training_benchmark(
+        args.images,
+        device=args.device,
+        backbone=args.backbone,
+        crop=args.crop,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        num_cpus=args.num_cpus,
+        storage_uri=args.storage,
+    )
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
+            writer.writeheader()
+            writer.writerows(asdict(r) for r in rows)
+        print(f"table: {args.out}")
+    return 0

@@ -1,0 +1,815 @@
+"""One config system for every stage: typed, frozen dataclasses loaded from YAML.
+
+Defaults follow the paper (ResNet-50, 224 crops, Adam lr 2e-5, weight decay 5e-4, batch 32,
+15 epochs, tau = 1/25, 5 splits); the embedded demo is the named preset ``demo``, not a set of
+``if demo:`` branches. Usage::
+
+    from dgqa_ray.config import load_config, save_config
+    cfg = load_config("demo", ["train.epochs=3", "selection.rule=topk_vote"])
+    cfg = load_config("jobs/configs/paper.yaml", ["data.target_dataset=koniq10k"])
+    save_config(cfg, "dgqa_output/demo/config.yaml")        # the resolved config, as YAML
+
+From a job: ``python jobs/full_pipeline.py --config paper --set train.epochs=3``.
+
+Every value is checked when the dataclass is built (``__post_init__``): a bad value raises
+``ConfigError`` naming the field (``train.lr``), the value found and the values allowed, before
+any compute starts. Strings from ``--set`` are coerced to the field's type there too, so a YAML
+file, an override and a direct ``TrainConfig(lr="2e-5")`` go through the same checks.
+
+There are no credential fields, and URIs carrying credentials (``s3://key:secret@bucket``,
+``postgresql://user:password@host/db``) are refused: secrets come from the environment (the AWS
+chain for S3, ``MLFLOW_TRACKING_*`` for MLflow) so that a saved config or an MLflow param never
+holds one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlparse
+
+import yaml
+
+NUM_KADID_TYPES = 25
+
+DATASETS = (
+    "kadid10k",
+    "kadis700k",
+    "livec",
+    "koniq10k",
+    "bid",
+    "pipal",
+    "spaq",
+    "custom",
+    "embedded",
+)
+"""Dataset names a data role may use (``embedded``: tiles of the packaged photos)."""
+
+BACKBONES = ("resnet18", "resnet34", "resnet50")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+AMP_MODES = ("bf16", "none")
+SELECTION_RULES = ("mean_prob", "topk_vote")
+STAGES = ("data", "classifier", "selection", "regressor")
+"""Pipeline stages a rerun may be told to redo instead of reusing their outputs."""
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_URI_SCHEMES = ("s3", "file")
+
+
+class ConfigError(ValueError):
+    """A config value (or key) that cannot be used; the message names the field."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which datasets play which role, and how images are cropped and sharded."""
+
+    _section: ClassVar[str] = "data"
+
+    classifier_dataset: str = "kadis700k"
+    """Trains the domain classifier F_D. KADIS-700k: the 25 KADID types on 140k references
+    (paper 3.3: more data, same types as the source)."""
+    classifier_root: str | None = None
+    """Where the raw dataset lies (path or ``s3://`` URI); None: ``<storage>/raw/<dataset>``."""
+    source_dataset: str = "kadid10k"
+    """Labelled source domains the regressor F_R trains on: KADID-10k (paper 4.1)."""
+    source_root: str | None = None
+    """Raw source dataset location; None: ``<storage>/raw/<dataset>``."""
+    target_dataset: str = "livec"
+    """Unlabelled-for-training target; its scores are used only for evaluation. LIVEC is the
+    paper's first authentic target (Table 3)."""
+    target_root: str | None = None
+    """Raw target dataset location; None: ``<storage>/raw/<dataset>``."""
+    target_subset: str | None = None
+    """A subset of the target (e.g. a PIPAL sub-type, ``pipal-1``); None: the whole set."""
+    crop_size: int = 224
+    """Side of the square random crop for training and evaluation (paper 4.1: 224x224)."""
+    eval_crops: int = 5
+    """Random crops per image at test time, predictions averaged (paper 4.1: five)."""
+    hflip: bool = True
+    """Random horizontal flip while training (paper 4.1 and the authors' data_loader.py)."""
+    shard_mb: int = 256
+    """Target Parquet shard size in MB: hundreds of MB, since object stores and Ray Data are
+    slow with many small objects (DESIGN.md section 3)."""
+    max_bad_fraction: float = 0.01
+    """Share of corrupt or unreadable images tolerated (each counted, skipped and reported)
+    before ingestion stops with an error."""
+    embedded_tile: tuple[int, int] = (96, 128)
+    """(height, width) of the embedded default's tiles. 96 x 128 (KADID-10k's 384 x 512 / 4 per
+    side) cuts the six photos into 110 tiles, enough for three content-disjoint pools (192 x 256
+    gives 21); it holds one 96-pixel crop, the demo's crop size."""
+    embedded_target_types: tuple[int, ...] = (1, 3, 10, 17, 18, 25)
+    """KADID ids the embedded target's images are distorted with (one or more per image). The
+    default is the set the paper selected for LIVEC (Table 2), so the demo's target looks to
+    DGDS like LIVEC looked to the authors' classifier."""
+    embedded_max_types_per_image: int = 2
+    """Each embedded target image carries 1..this many of ``embedded_target_types``: mixtures,
+    as in authentic photos."""
+    embedded_classifier_refs: int | None = None
+    """Tiles in the embedded classifier pool (KADIS-style); None: every tile of its photos
+    (45 at 96 x 128)."""
+    embedded_classifier_types_per_ref: int = 5
+    """Distinct types each classifier tile is distorted with (x 5 levels). KADIS-700k gives each
+    of its 140k references one type; with ~45 tiles that would leave about two tiles per class,
+    so each tile carries several and every type still gets ~9 tiles."""
+    embedded_source_refs: int = 8
+    """Tiles in the embedded source pool, each x 25 types x 5 levels (KADID-style): 8 gives
+    1,000 labelled images, sized so that 2 x 5 regressors train in minutes on 2 CPU cores."""
+    embedded_target_images: int = 100
+    """Images in the embedded target pool, spread evenly over its tiles (several mixtures per
+    tile, as an authentic set has several photos of similar scenes)."""
+    embedded_seed: int = 0
+    """Seed of the embedded pools: distortion noise, type assignment and mixture draws."""
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        for role in ("classifier", "source", "target"):
+            name = f"{role}_dataset"
+            _check_choice(self, name, DATASETS)
+            _check_uri(self, f"{role}_root", allow_none=True)
+        _check_range(self, "crop_size", low=32)  # ResNets downsample 32x
+        _check_range(self, "eval_crops", low=1)
+        _check_range(self, "shard_mb", low=1)
+        _check_range(self, "max_bad_fraction", low=0.0, high=1.0, high_inclusive=False)
+        h, w = self.embedded_tile
+        if min(h, w) < 32:
+            _fail(self, "embedded_tile", self.embedded_tile, "(height, width), both >= 32")
+        if not self.embedded_target_types:
+            _fail(self, "embedded_target_types", (), f"one or more KADID ids 1..{NUM_KADID_TYPES}")
+        _check_type_ids(self, "embedded_target_types")
+        _check_range(
+            self,
+            "embedded_max_types_per_image",
+            low=1,
+            high=len(self.embedded_target_types),
+            hint="it cannot exceed the number of embedded_target_types",
+        )
+        if self.embedded_classifier_refs is not None:
+            _check_range(self, "embedded_classifier_refs", low=1)
+        _check_range(self, "embedded_classifier_types_per_ref", low=1, high=NUM_KADID_TYPES)
+        _check_range(self, "embedded_source_refs", low=1)
+        _check_range(self, "embedded_target_images", low=1)
+        _check_range(self, "embedded_seed", low=0)
+        uses_embedded = "embedded" in (
+            self.classifier_dataset,
+            self.source_dataset,
+            self.target_dataset,
+        )
+        if uses_embedded and self.crop_size > min(self.embedded_tile):
+            raise ConfigError(
+                f"data.crop_size: {self.crop_size} does not fit in data.embedded_tile "
+                f"{self.embedded_tile}; expected crop_size <= {min(self.embedded_tile)}"
+            )
+
+    def root_for(self, role: str, storage: str) -> str:
+        """Where the raw dataset of ``role`` (classifier|source|target) lies."""
+        if role not in ("classifier", "source", "target"):
+            raise ValueError(f"role: expected classifier, source or target, got {role!r}")
+        root = getattr(self, f"{role}_root")
+        if root is not None:
+            return root
+        return f"{storage.rstrip('/')}/raw/{getattr(self, f'{role}_dataset')}"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone, heads and numeric format of the classifier and the regressor."""
+
+    _section: ClassVar[str] = "model"
+
+    backbone: str = "resnet50"
+    """torchvision ResNet for both F_D and F_R: ResNet-50 in the paper (3.3); resnet18/34 make
+    CPU runs practical."""
+    pretrained: str | None = None
+    """A torchvision-style state dict (path, ``file://`` or ``s3://`` URI) that initialises the
+    backbone of both models (its ``fc`` is skipped). None: random init, since nothing is ever
+    downloaded at run time; point it at ImageNet weights for paper-like results."""
+    num_classes: int = 25
+    """Classifier outputs: 25 = the KADID types (paper 3.3, class i-1 = type i); 26 = the
+    authors' code (class 0 = pristine, class i = type i)."""
+    channels_last: bool = True
+    """NHWC memory layout: faster convolutions with tensor cores (DESIGN.md section 7)."""
+    amp: str = "bf16"
+    """Autocast dtype on GPU (bf16 needs no loss scaling); ignored on CPU, where the model runs
+    in float32. ``none`` turns it off."""
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        _check_choice(self, "backbone", BACKBONES)
+        _check_uri(self, "pretrained", allow_none=True)
+        _check_choice(self, "num_classes", (NUM_KADID_TYPES, NUM_KADID_TYPES + 1))
+        _check_choice(self, "amp", AMP_MODES)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and scaling of both trainings (classifier and regressor)."""
+
+    _section: ClassVar[str] = "train"
+
+    optimizer: str = "adam"
+    """Adam, as in the paper (4.1); its weight decay is the L2 term added to the gradient."""
+    lr: float = 2e-5
+    """Paper 4.1: 2 x 10^-5."""
+    weight_decay: float = 5e-4
+    """Paper 4.1: 5 x 10^-4."""
+    batch_size: int = 32
+    """Images per optimizer step, over all workers together (paper 4.1: 32)."""
+    eval_batch_size: int = 256
+    """Crops per inference batch (validation, selection, evaluation). No gradients are kept, so
+    larger batches cost little memory; it does not change results."""
+    epochs: int = 15
+    """Regressor epochs (paper 4.1: 15)."""
+    classifier_epochs: int | None = None
+    """Classifier epochs; None: same as ``epochs`` (the paper gives one setting for both)."""
+    num_workers: int = 1
+    """Ray Train workers (DDP ranks); one per GPU."""
+    use_gpu: bool = True
+    """The paper trains on GPUs; the demo preset turns this off."""
+    cpus_per_worker: int = 4
+    """CPUs reserved per Train worker; Ray sets the worker's torch threads to this, so on a
+    CPU-only machine it should be the cores training may use (DESIGN.md section 7)."""
+    seed: int = 123
+    """Seed of weight init, crops and splits: 123 as in the authors' sel_dist.py."""
+    max_failures: int = 2
+    """Worker-group restarts Ray Train tries (from the last checkpoint) before giving up;
+    -1: unlimited."""
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        _check_choice(self, "optimizer", OPTIMIZERS)
+        _check_range(self, "lr", low=0.0, low_inclusive=False)
+        _check_range(self, "weight_decay", low=0.0)
+        _check_range(self, "batch_size", low=1)
+        _check_range(self, "eval_batch_size", low=1)
+        _check_range(self, "epochs", low=1)
+        if self.classifier_epochs is not None:
+            _check_range(self, "classifier_epochs", low=1)
+        _check_range(self, "num_workers", low=1)
+        _check_range(self, "cpus_per_worker", low=1)
+        _check_range(self, "seed", low=0)
+        _check_range(self, "max_failures", low=-1)
+        if self.batch_size % self.num_workers:
+            raise ConfigError(
+                f"train.batch_size: {self.batch_size} is not divisible by train.num_workers "
+                f"{self.num_workers}; expected a multiple so every worker gets the same share"
+            )
+
+    def epochs_for(self, task: str) -> int:
+        """Epochs of ``task`` (classifier|regressor)."""
+        if task == "classifier":
+            return self.epochs if self.classifier_epochs is None else self.classifier_epochs
+        if task == "regressor":
+            return self.epochs
+        raise ValueError(f"task: expected classifier or regressor, got {task!r}")
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Distortion-guided domain selection (DGDS): which rule keeps which source types."""
+
+    _section: ClassVar[str] = "selection"
+
+    rule: str = "mean_prob"
+    """``mean_prob``: paper eq. 5-6 (mean probability over target images > tau). ``topk_vote``:
+    the authors' sel_dist.py (top-k classes per image, share of votes >= share)."""
+    tau: float | None = None
+    """mean_prob threshold; None: 1/25, i.e. above the uniform share over the 25 source types
+    (paper: tau = 1/k with k the number of source domains)."""
+    k: int = 4
+    """topk_vote: classes counted per image (``ntop = 4`` in sel_dist.py)."""
+    share: float = 0.04
+    """topk_vote: minimum share of votes (sel_dist.py: 0.04)."""
+    vote_denominator: int = 3
+    """topk_vote: votes are divided by N x this. sel_dist.py uses ``ntop - 1`` = 3 although 4
+    classes are counted per image, so shares sum to 4/3; kept to reproduce its selections."""
+    share_decimals: int | None = 2
+    """topk_vote: sel_dist.py rounds the share to 2 decimals before comparing (0.035 passes
+    0.04); None compares the unrounded share."""
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        _check_choice(self, "rule", SELECTION_RULES)
+        if self.tau is not None:
+            _check_range(self, "tau", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+        _check_range(self, "k", low=1, high=NUM_KADID_TYPES + 1)
+        _check_range(self, "share", low=0.0, high=1.0, low_inclusive=False)
+        _check_range(self, "vote_denominator", low=1)
+        if self.share_decimals is not None:
+            _check_range(self, "share_decimals", low=0, high=10)
+
+    @property
+    def resolved_tau(self) -> float:
+        """tau with None resolved to 1/25."""
+        return 1.0 / NUM_KADID_TYPES if self.tau is None else self.tau
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The paper's evaluation protocol on the source and target."""
+
+    _section: ClassVar[str] = "eval"
+
+    n_splits: int = 5
+    """Random train/validation splits of the source, one regressor each; the median target
+    SRCC/PLCC over them is reported (paper 4.1: five)."""
+    train_fraction: float = 0.8
+    """Share of reference contents in the training part of each split (paper 4.1: 80/20, by
+    reference image); the classifier's dataset is split the same way."""
+    split_seed: int = 0
+    """Seed of the split draws; split i uses ``split_seed + i``."""
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        _check_range(self, "n_splits", low=1)
+        _check_range(
+            self, "train_fraction", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+        )
+        _check_range(self, "split_seed", low=0)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow: where runs are recorded. Credentials, if any, come from the environment."""
+
+    _section: ClassVar[str] = "tracking"
+
+    enabled: bool = True
+    """Record runs in MLflow; an unreachable server never stops training either way."""
+    tracking_uri: str = "sqlite:///dgqa_output/mlflow.db"
+    """A SQLite store in the working directory: needs no server, and ``mlflow ui
+    --backend-store-uri sqlite:///dgqa_output/mlflow.db`` opens it (the file store is
+    deprecated)."""
+    experiment_name: str = "dgqa"
+    """MLflow experiment holding one parent run per pipeline run."""
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        if not self.tracking_uri.strip():
+            _fail(self, "tracking_uri", self.tracking_uri, "a non-empty MLflow tracking URI")
+        _check_no_credentials(self, "tracking_uri")
+        if not self.experiment_name.strip():
+            _fail(self, "experiment_name", self.experiment_name, "a non-empty name")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A whole pipeline run: its name, where it writes, and every stage's section."""
+
+    _section: ClassVar[str] = ""
+
+    run_name: str = "dgqa"
+    """Names the run's folder under ``storage`` and its MLflow parent run; rerunning with the
+    same name resumes from its checkpoints and reuses finished stages."""
+    storage: str = "dgqa_output/storage"
+    """Local path or ``s3://bucket/prefix``: datasets, checkpoints, selection tables and
+    reports go under it (DESIGN.md section 3)."""
+    output_dir: str = "dgqa_output"
+    """Local folder for what the driver prints and plots (copies of reports, charts)."""
+    redo: tuple[str, ...] = ()
+    """Stages to recompute even if their outputs exist (any of data, classifier, selection,
+    regressor); empty: reuse everything finished."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        if not _RUN_NAME.match(self.run_name):
+            _fail(
+                self,
+                "run_name",
+                self.run_name,
+                "letters, digits, '.', '_' or '-' (it names folders and runs), at most 128",
+            )
+        _check_uri(self, "storage", allow_none=False)
+        if "://" in self.output_dir:
+            _fail(self, "output_dir", self.output_dir, "a local folder path (not a URI)")
+        for stage in self.redo:
+            if stage not in STAGES:
+                raise ConfigError(f"redo: invalid stage {stage!r}; allowed: {', '.join(STAGES)}")
+        if self.selection.k > self.model.num_classes:
+            raise ConfigError(
+                f"selection.k: {self.selection.k} exceeds model.num_classes "
+                f"{self.model.num_classes}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (lists, not tuples), as saved to YAML."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        """``{"train.lr": 2e-05, ...}``: one entry per field, for MLflow params."""
+        flat: dict[str, Any] = {}
+        for key, value in self.to_dict().items():
+            if isinstance(value, dict):
+                for sub, v in value.items():
+                    flat[f"{key}.{sub}"] = v
+            else:
+                flat[key] = value
+        return flat
+
+    def redo_stage(self, stage: str) -> bool:
+        """True when ``stage`` must be recomputed even if its outputs exist."""
+        if stage not in STAGES:
+            raise ValueError(f"stage: expected one of {', '.join(STAGES)}, got {stage!r}")
+        return stage in self.redo
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None, where: str = "config") -> PipelineConfig:
+        """Build from a nested mapping (YAML content); missing keys take the defaults."""
+        return _from_mapping(cls, values or {}, where)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "selection": SelectionConfig,
+    "eval": EvalConfig,
+    "tracking": TrackingConfig,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, overrides, saving
+# --------------------------------------------------------------------------------------------
+
+
+def preset_dirs() -> list[Path]:
+    """Folders searched for presets: ``./jobs/configs`` (a Ray job's working dir), then the
+    source checkout's ``jobs/configs``."""
+    here = Path(__file__).resolve().parents[1] / "jobs" / "configs"
+    cwd = Path.cwd() / "jobs" / "configs"
+    return [cwd] if cwd.resolve() == here else [cwd, here]
+
+
+def list_presets() -> list[str]:
+    """Names of the presets found (``demo``, ``paper``, ...)."""
+    names = {p.stem for d in preset_dirs() if d.is_dir() for p in d.glob("*.yaml")}
+    return sorted(names)
+
+
+def _resolve_source(source: str | Path) -> Path:
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml") or path.is_file() or "/" in str(source):
+        if not path.is_file():
+            raise ConfigError(f"config: no YAML file at {str(source)!r}")
+        return path
+    for folder in preset_dirs():
+        candidate = folder / f"{source}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"config: {str(source)!r} is neither a YAML file nor a preset; presets: "
+        f"{', '.join(list_presets()) or '(none found)'} (searched "
+        f"{', '.join(str(d) for d in preset_dirs())})"
+    )
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file; ConfigError naming the file otherwise."""
+    try:
+        values = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config: couldn't parse YAML in {str(path)!r}: {e}") from e
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"config: expected a mapping of sections in {str(path)!r}, got {type(values).__name__}"
+        )
+    return values
+
+
+def load_config(source: str | Path | None = None, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Load a config and apply ``--set`` overrides; everything is validated before returning.
+
+    Args:
+        source: a YAML file path, or a preset name (``demo``, ``paper``) looked up in
+            ``jobs/configs/``. None: the dataclass defaults (the paper's settings).
+        overrides: ``section.field=value`` strings (``train.epochs=3``, ``run_name=try2``,
+            ``selection.tau=null``, ``data.embedded_target_types=1,3,9``), applied in order.
+
+    Raises:
+        ConfigError: unknown preset, file, section or key; a value of the wrong type or outside
+            the allowed values. The message names the field.
+    """
+    values: dict[str, Any] = {}
+    where = "config"
+    if source is not None:
+        path = _resolve_source(source)
+        values = read_yaml(path)
+        where = str(path)
+    values = _apply_override_strings(values, overrides)
+    try:
+        return PipelineConfig.from_dict(values, where)
+    except ConfigError as e:
+        if where == "config":
+            raise
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def apply_overrides(cfg: PipelineConfig, overrides: Sequence[str]) -> PipelineConfig:
+    """A copy of ``cfg`` with ``section.field=value`` overrides applied and validated."""
+    return PipelineConfig.from_dict(_apply_override_strings(cfg.to_dict(), overrides))
+
+
+def _apply_override_strings(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    if isinstance(overrides, str):
+        raise ConfigError(f"overrides: expected a list of 'section.field=value', got {overrides!r}")
+    values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set: expected 'section.field=value', got {item!r}")
+        parts = key.split(".")
+        if len(parts) == 1:
+            _known_key(parts[0], PipelineConfig, "--set")
+            values[parts[0]] = raw.strip()
+        elif len(parts) == 2:
+            section, name = parts
+            if section not in SECTIONS:
+                raise ConfigError(
+                    f"--set {item!r}: unknown section {section!r}; known sections: "
+                    f"{', '.join(SECTIONS)}"
+                )
+            _known_key(name, SECTIONS[section], f"--set {section}")
+            sub = values.get(section)
+            sub = dict(sub) if isinstance(sub, dict) else {}
+            sub[name] = raw.strip()
+            values[section] = sub
+        else:
+            raise ConfigError(f"--set: expected 'section.field=value', got {item!r}")
+    return values
+
+
+def save_config(cfg: PipelineConfig, path: str | Path) -> str:
+    """Write the resolved config as YAML to a local path or an ``s3://`` URI; returns it."""
+    text = "# Resolved dgqa_ray config (defaults filled in, overrides applied).\n" + yaml.safe_dump(
+        cfg.to_dict(), sort_keys=False
+    )
+    target = str(path)
+    if target.startswith("s3://"):
+        from dgqa_ray.data import storage  # lazy: the config layer needs no object store
+
+        storage.write_text_atomic(target, text)
+    else:
+        local = Path(target.removeprefix("file://"))
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(text)
+    return target
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, default: str = "demo") -> None:
+    """Add ``--config`` and ``--set`` to a job's argument parser."""
+    parser.add_argument(
+        "--config",
+        default=default,
+        help=f"preset name ({', '.join(list_presets())}) or YAML path (default: {default})",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one config value, e.g. --set train.epochs=3 (repeatable)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    """The config named by ``--config`` with the ``--set`` overrides applied."""
+    return load_config(args.config, args.overrides)
+
+
+# --------------------------------------------------------------------------------------------
+# Coercion and checks (shared by every section)
+# --------------------------------------------------------------------------------------------
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_NULL = {"null", "none", "~", ""}
+
+
+def _where(obj: Any, name: str) -> str:
+    section = type(obj)._section
+    return f"{section}.{name}" if section else name
+
+
+def _fail(obj: Any, name: str, value: Any, expected: str) -> typing.NoReturn:
+    raise ConfigError(f"{_where(obj, name)}: invalid value {value!r}; expected {expected}")
+
+
+def _normalise(obj: Any) -> None:
+    """Coerce every field of a frozen dataclass to its annotated type, in place."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        coerced = _coerce(value, hints[f.name], _where(obj, f.name))
+        if coerced is not value:
+            object.__setattr__(obj, f.name, coerced)
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return {
+            "str": "a string",
+            "int": "an integer",
+            "float": "a number",
+            "bool": "true/false",
+        }.get(annotation.__name__, annotation.__name__)
+    return str(annotation).replace("typing.", "")
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        non_null = [a for a in args if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NULL):
+            return None
+        assert len(non_null) == 1, annotation
+        return _coerce(value, non_null[0], where)
+    if origin is tuple:
+        return _coerce_tuple(value, args, where)
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if isinstance(value, Mapping):
+            return _from_mapping(annotation, value, where)
+        if value is None:
+            return annotation()
+        raise ConfigError(
+            f"{where}: expected a mapping of {annotation._section} keys, got {value!r}"
+        )
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a field type this function was not taught
+        raise TypeError(f"{where}: unsupported field type {annotation!r}")
+    hint = " (quote it in YAML)" if annotation is str else ""
+    raise ConfigError(
+        f"{where}: expected {_type_name(annotation)}, got {value!r} ({type(value).__name__}){hint}"
+    )
+
+
+def _coerce_tuple(value: Any, args: tuple, where: str) -> tuple:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{where}: couldn't parse list {text!r}: {e}") from e
+        else:
+            value = [v.strip() for v in text.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list, got {value!r} ({type(value).__name__})")
+    if len(args) == 2 and args[1] is Ellipsis:
+        item_types = [args[0]] * len(value)
+    else:
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {list(value)!r}")
+        item_types = list(args)
+    return tuple(
+        _coerce(v, t, f"{where}[{i}]")
+        for i, (v, t) in enumerate(zip(value, item_types, strict=True))
+    )
+
+
+def _known_key(name: str, cls: type, where: str) -> None:
+    known = [f.name for f in dataclasses.fields(cls)]
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, known, n=1)
+    suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"{where}: unknown key {name!r}{suggestion}; known keys: {', '.join(known)}")
+
+
+def _from_mapping(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
+    context = cls._section or where
+    for key in values:
+        _known_key(str(key), cls, context)
+    return cls(**{str(k): v for k, v in values.items()})
+
+
+def _check_choice(obj: Any, name: str, allowed: Iterable[Any]) -> None:
+    allowed = tuple(allowed)
+    value = getattr(obj, name)
+    if value not in allowed:
+        raise ConfigError(
+            f"{_where(obj, name)}: invalid value {value!r}; allowed: "
+            + ", ".join(str(a) for a in allowed)
+        )
+
+
+def _check_range(
+    obj: Any,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    hint: str = "",
+) -> None:
+    value = getattr(obj, name)
+    ok = True
+    if low is not None:
+        ok &= value >= low if low_inclusive else value > low
+    if high is not None:
+        ok &= value <= high if high_inclusive else value < high
+    if ok:
+        return
+    lo = "" if low is None else f"{'>=' if low_inclusive else '>'} {low}"
+    hi = "" if high is None else f"{'<=' if high_inclusive else '<'} {high}"
+    expected = " and ".join(p for p in (lo, hi) if p)
+    raise ConfigError(
+        f"{_where(obj, name)}: invalid value {value!r}; expected {expected}"
+        + (f" ({hint})" if hint else "")
+    )
+
+
+def _check_type_ids(obj: Any, name: str) -> None:
+    ids = getattr(obj, name)
+    bad = [i for i in ids if not 1 <= i <= NUM_KADID_TYPES]
+    if bad or len(set(ids)) != len(ids):
+        _fail(obj, name, list(ids), f"distinct KADID ids in 1..{NUM_KADID_TYPES}")
+
+
+def _check_uri(obj: Any, name: str, allow_none: bool) -> None:
+    value = getattr(obj, name)
+    if value is None and allow_none:
+        return
+    if value is None or not str(value).strip():
+        _fail(obj, name, value, "a local path or an s3:// URI")
+    if "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in _URI_SCHEMES:
+            _fail(obj, name, value, "a local path, file:// or s3:// URI")
+    _check_no_credentials(obj, name)
+
+
+def _check_no_credentials(obj: Any, name: str) -> None:
+    value = getattr(obj, name)
+    if "://" not in value:
+        return
+    parsed = urlparse(value)
+    secret_query = re.search(r"(password|secret|token|key)=", parsed.query or "", re.IGNORECASE)
+    if parsed.password is not None or (parsed.username and parsed.scheme == "s3") or secret_query:
+        # Never echo the value: it holds a secret.
+        raise ConfigError(
+            f"{_where(obj, name)}: the URI carries credentials; remove them and provide them "
+            "through the environment (AWS credential chain for s3://, MLFLOW_TRACKING_USERNAME/"
+            "MLFLOW_TRACKING_PASSWORD or the database's own mechanism for MLflow)"
+        )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,970 @@
+"""Training the domain classifier F_D and the quality regressor F_R with Ray Train (V2 API).
+
+The driver builds one ``TorchTrainer`` (:func:`build_trainer`) for either model; every worker
+runs :func:`train_loop_per_worker`, the same loop for both::
+
+    from dgqa_ray.config import load_config
+    from dgqa_ray.data.pipelines import read_dataset
+    from dgqa_ray.data.splits import split_by_reference
+    from dgqa_ray.train import fit_regressor
+
+    cfg = load_config("demo")
+    ds = read_dataset(cfg.storage, "embedded-source")
+    split = ...                                              # paper_splits(...)[i]
+    result = fit_regressor(cfg, dict(train=split.select(ds, "train"), val=split.select(ds, "test")),
+                           run_name="demo-regressor-0", dist_types=[1, 3, 10])
+    result.best_checkpoint, result.history[-1]["val_srcc"]
+
+What a run does (DESIGN.md sections 7 and 8):
+
+- **Workers.** ``ScalingConfig(num_workers, use_gpu)`` from ``cfg.train``; each worker reserves
+  ``cpus_per_worker`` CPUs and, on CPU, runs torch with that many threads (Ray Train workers
+  would otherwise get 1 CPU and crawl). Models are wrapped in DDP by
+  ``ray.train.torch.prepare_model`` when there are several workers; each worker steps on
+  ``batch_size // num_workers`` images, so one optimizer step sees ``batch_size`` images as in
+  the paper. On GPU the model runs channels_last under bf16 autocast (``cfg.model``).
+- **Data.** ``train`` and ``val`` are Ray Datasets of ingested rows (``read_dataset``). The
+  driver turns ``train`` into the training view (one random crop + flip per image per epoch)
+  and ``val`` into the evaluation view (``cfg.data.eval_crops`` crops per image), after keeping
+  only the classifier's classes or the regressor's ``dist_types``. Ray Data decodes in its own
+  tasks and streams uint8 crops to the workers (``get_dataset_shard``); they are normalised on
+  the device.
+- **Checkpoints.** After every epoch rank 0 writes model + optimizer + epochs done
+  (``state.pt``), the metrics history (``progress.json``) and, for the regressor, the
+  validation predictions (``val_predictions.csv``); Ray Train uploads them to
+  ``<storage>/checkpoints/<run_name>/epoch_NNN/`` and keeps the best two by validation score
+  plus the latest.
+- **Faults.** ``FailureConfig(max_failures)``: when a worker dies, Ray Train restarts the
+  worker group and the loop resumes from the latest checkpoint. Rerunning with the same run
+  name and storage resumes as well: Ray Train V2 reloads its checkpoint list from the run
+  folder, and :func:`ray.train.get_checkpoint` hands the latest one to the workers. The epoch
+  count continues; a finished run is not trained again.
+- **Validation.** Every epoch, each worker predicts its share of the validation crops; the
+  predictions of all workers are gathered (``all_gather_object``) and SRCC/PLCC/KRCC are
+  computed once over all images (crops averaged per image), never averaged per shard. The
+  classifier reports cross-entropy and top-1 accuracy over all crops (sums reduced over
+  workers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import ray.train
+
+from dgqa_ray.config import NUM_KADID_TYPES, PipelineConfig
+from dgqa_ray.data import storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+# torch, torchvision and the engine are imported inside the functions that need them: Ray
+# Train's controller and dataset manager unpickle objects from this module (the DataConfig
+# below, the worker function), and importing torch there costs each of them ~500 MB of memory.
+
+log = logging.getLogger(__name__)
+
+TASKS = ("classifier", "regressor")  # == engine.TASKS (not imported: see above)
+
+CHECKPOINTS_DIR = "checkpoints"
+"""Runs live under ``<storage>/checkpoints/<run_name>/``."""
+STATE_FILE = "state.pt"
+"""``engine.training_state``: model, optimizer, epochs done, last epoch's metrics."""
+PROGRESS_FILE = "progress.json"
+"""Task, model, epochs done and the per-epoch metrics history, readable without torch."""
+PREDICTIONS_FILE = "val_predictions.csv"
+"""Regressor only: per-crop validation predictions of all workers (image_id, predicted, score,
+rank), the rows the reported SRCC/PLCC were computed from."""
+CHECKPOINTS_TO_KEEP = 2
+"""The best two by validation score; Ray Train always keeps the latest on top of these."""
+NAN_SCORE = -1.0
+"""``val_score`` when SRCC is undefined (constant predictions early in training): below any
+real SRCC, so such a checkpoint is never "best" while a real one exists."""
+
+RAY_SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
+"""Ray Train V2's list of a run's checkpoints, in the run folder; a rerun reloads it."""
+
+FAIL_AT_EPOCH_ENV = "DGQA_TRAIN_FAIL_AT_EPOCH"
+FAIL_MARKER_ENV = "DGQA_TRAIN_FAIL_MARKER"
+
+
+# --------------------------------------------------------------------------------------------
+# Public types
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InjectedFailure:
+    """A worker crash for fault tests: rank ``rank`` calls ``os._exit(1)`` after its first
+    training batch of epoch ``epoch`` (0-based), once per ``marker`` file.
+
+    The marker is created just before the crash, so the retried or rerun worker group passes
+    through. Before crashing, the worker waits until Ray Train's controller has taken the
+    previous epoch's checkpoint, so the test knows which checkpoint the run resumes from. From
+    a job: ``DGQA_TRAIN_FAIL_AT_EPOCH=2 DGQA_TRAIN_FAIL_MARKER=/tmp/crashed`` in the driver's
+    environment.
+    """
+
+    epoch: int
+    marker: str
+    rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> InjectedFailure | None:
+        raw = os.environ.get(FAIL_AT_EPOCH_ENV, "").strip()
+        if not raw:
+            return None
+        marker = os.environ.get(FAIL_MARKER_ENV, "").strip()
+        if not marker:
+            raise ValueError(
+                f"{FAIL_AT_EPOCH_ENV} is set but {FAIL_MARKER_ENV} (a file path) is not"
+            )
+        try:
+            epoch = int(raw)
+        except ValueError as e:
+            raise ValueError(
+                f"{FAIL_AT_EPOCH_ENV}: expected an epoch index (0, 1, ...), got {raw!r}"
+            ) from e
+        return cls(epoch=epoch, marker=os.path.abspath(marker))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run left behind (returned by :func:`fit_classifier` / :func:`fit_regressor`).
+
+    ``history`` has one dict per epoch, oldest first, across resumptions: ``epoch`` (0-based),
+    ``session`` (1 for the first training session of the run, +1 each time it resumed from a
+    checkpoint), ``train_loss``, ``train_images_per_second``, ``train_seconds``, ``val_loss``
+    and ``val_srcc``/``val_plcc``/``val_krcc``/``val_images`` (regressor) or ``train_accuracy``,
+    ``val_accuracy``, ``val_crops`` (classifier), and ``val_score`` (what "best" means).
+    """
+
+    task: str
+    run_name: str
+    run_dir: str
+    """``<storage>/checkpoints/<run_name>`` (local path or ``s3://`` URI)."""
+    best_checkpoint: str
+    """Checkpoint folder with the highest ``val_score`` (SRCC or accuracy)."""
+    last_checkpoint: str
+    """Checkpoint folder of the last finished epoch."""
+    history: list[dict[str, float]] = field(repr=False)
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    """The last epoch's entry of ``history``."""
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    """The entry of ``history`` the best checkpoint was saved at."""
+    epochs_trained_now: int = 0
+    """Epochs this call trained (0 when the run was already complete)."""
+
+    def summary(self) -> str:
+        last = self.final_metrics
+        key = "val_srcc" if self.task == "regressor" else "val_accuracy"
+        return (
+            f"{self.task} {self.run_name}: {len(self.history)} epoch(s) "
+            f"({self.epochs_trained_now} now), last {key} {last.get(key, float('nan')):.4f}, "
+            f"best {self.best_metrics.get(key, float('nan')):.4f}; "
+            f"best checkpoint {self.best_checkpoint}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The worker loop (runs in each Ray Train worker)
+# --------------------------------------------------------------------------------------------
+
+
+def _create_model(task: str, cfg: PipelineConfig, load_weights: bool) -> torch.nn.Module:
+    from dgqa_ray.models import create_classifier, create_regressor
+
+    if task == "classifier":
+        return create_classifier(cfg.model, load_weights=load_weights)
+    return create_regressor(cfg.model, load_weights=load_weights)
+
+
+def _all_reduce_sum(values: Sequence[float]) -> list[float]:
+    """Sum each value over workers (float64 on CPU; gloo and NCCL both handle it)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [float(v) for v in values]
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu().tolist()
+
+
+def _all_reduce_max(value: float) -> float:
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return float(value)
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
+def _all_gather(obj: Any) -> list[Any]:
+    """Every worker's ``obj``, in rank order (a list of one outside DDP)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _wait_for_reports_taken(timeout_s: float = 30.0) -> None:
+    """Block until Ray Train's controller has taken this worker's reported results.
+
+    A report waits in a one-slot queue until the controller polls the worker (every 2 s by
+    default); a worker that dies before that loses the report. Real crashes can lose the last
+    epoch that way (the run then resumes one checkpoint earlier, which is still correct); the
+    injected crash waits so that tests know where the run resumes. Falls back to sleeping past
+    two poll intervals if Ray's internals moved.
+    """
+    try:
+        from ray.train.v2._internal.execution.context import get_train_context
+
+        queue = get_train_context().get_result_queue()
+        deadline = time.monotonic() + timeout_s
+        while queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # let the controller finish registering the checkpoint it just took
+    except Exception:  # pragma: no cover - depends on Ray internals
+        time.sleep(5.0)
+
+
+def _crash_after_first_batch(
+    batches: Iterable[Any], failure: InjectedFailure, rank: int
+) -> Iterator[Any]:
+    """Yield the first batch, then crash this worker process (see ``InjectedFailure``)."""
+    iterator = iter(batches)
+    yield next(iterator)
+    if rank == failure.rank and not os.path.exists(failure.marker):
+        _wait_for_reports_taken()
+        os.makedirs(os.path.dirname(failure.marker) or ".", exist_ok=True)
+        with open(failure.marker, "w") as f:
+            f.write(f"worker rank {rank} crashed on purpose in epoch {failure.epoch}\n")
+        _say(f"[injected failure] rank {rank} exits in epoch {failure.epoch}")
+        os._exit(1)
+    yield from iterator
+
+
+def _validate_regressor(
+    model: torch.nn.Module,
+    batches: Iterable[Any],
+    device: torch.device,
+    amp: torch.dtype | None,
+    channels_last: bool,
+    rank: int,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """SRCC/PLCC/KRCC over the images of *all* workers, and the gathered per-crop rows."""
+    import numpy as np
+    import pandas as pd
+
+    from dgqa_ray.engine import predict_scores, regression_metrics
+
+    crops = predict_scores(model, batches, device, amp_dtype=amp, channels_last=channels_last)
+    crops["rank"] = rank
+    everything = pd.concat(_all_gather(crops), ignore_index=True)
+    if everything.empty:
+        raise RuntimeError("validation: the val dataset produced no rows on any worker")
+    metrics = regression_metrics(everything)  # crops averaged per image, then correlations
+    per_image = everything.groupby("image_id", sort=False)[["predicted", "score"]].mean()
+    l1 = float(np.mean(np.abs(per_image["predicted"] - per_image["score"])))
+    out = {
+        "val_loss": l1,
+        "val_srcc": float(metrics["srcc"]),
+        "val_plcc": float(metrics["plcc"]),
+        "val_krcc": float(metrics["krcc"]),
+        "val_images": float(metrics["n"]),
+    }
+    out["val_score"] = out["val_srcc"] if math.isfinite(out["val_srcc"]) else NAN_SCORE
+    return out, everything
+
+
+def _validate_classifier(
+    model: torch.nn.Module,
+    batches: Iterable[Any],
+    device: torch.device,
+    amp: torch.dtype | None,
+    channels_last: bool,
+    num_classes: int,
+) -> dict[str, float]:
+    """Cross-entropy and top-1 accuracy over the crops of all workers (sums reduced)."""
+    from dgqa_ray.engine import evaluate_classifier
+
+    local = evaluate_classifier(
+        model, batches, device, num_classes=num_classes, amp_dtype=amp, channels_last=channels_last
+    )
+    n_local = local["n"]
+    loss_sum, correct, n = _all_reduce_sum(
+        [
+            local["loss"] * n_local if n_local else 0.0,
+            local["accuracy"] * n_local if n_local else 0.0,
+            n_local,
+        ]
+    )
+    if n == 0:
+        raise RuntimeError("validation: the val dataset produced no rows on any worker")
+    accuracy = correct / n
+    return {
+        "val_loss": loss_sum / n,
+        "val_accuracy": accuracy,
+        "val_crops": n,
+        "val_score": accuracy,
+    }
+
+
+def _read_checkpoint(checkpoint) -> tuple[dict[str, Any], dict[str, Any]]:
+    import torch
+
+    with checkpoint.as_directory() as folder:
+        state = torch.load(os.path.join(folder, STATE_FILE), map_location="cpu", weights_only=True)
+        with open(os.path.join(folder, PROGRESS_FILE)) as f:
+            progress = json.load(f)
+    return state, progress
+
+
+def _say(text: str) -> None:
+    """One line to the worker's stdout, which Ray forwards to the driver. Not ``print``: Ray
+    Train patches it to go to both stdout and its logger, and every line would show twice."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _format_epoch(task: str, run_name: str, entry: Mapping[str, float], epochs: int) -> str:
+    text = (
+        f"[{task} {run_name}] epoch {int(entry['epoch']) + 1}/{epochs}: "
+        f"loss {entry['train_loss']:.4f}, {entry['train_images_per_second']:.1f} img/s "
+        f"({entry['train_seconds']:.1f} s)"
+    )
+    if task == "classifier":
+        text += (
+            f", acc {entry['train_accuracy']:.3f} | val loss {entry['val_loss']:.4f}, "
+            f"acc {entry['val_accuracy']:.3f} ({int(entry['val_crops'])} crops)"
+        )
+    else:
+        text += (
+            f" | val L1 {entry['val_loss']:.4f}, SRCC {entry['val_srcc']:.4f}, "
+            f"PLCC {entry['val_plcc']:.4f} ({int(entry['val_images'])} images)"
+        )
+    return text + f" [{entry['epoch_seconds']:.1f} s]"
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """One Ray Train worker: restore, then train + validate + checkpoint every epoch.
+
+    ``config`` (built by :func:`build_trainer`): ``task``, ``cfg`` (``PipelineConfig.to_dict``),
+    ``run_name``, ``dist_types`` (informational), ``failure`` (an ``InjectedFailure`` as a dict,
+    or None) and ``max_train_batches`` (None, or a cap per epoch for benchmarks).
+    """
+    import ray.train.torch
+    import torch
+
+    from dgqa_ray.data.pipelines import TRAIN_ITER_KWARGS
+    from dgqa_ray.engine import (
+        create_loss,
+        create_optimizer,
+        restore_training_state,
+        seed_everything,
+        train_one_epoch,
+        training_state,
+        unwrap_model,
+    )
+    from dgqa_ray.models import autocast_dtype, prepare_for_device
+
+    task = config["task"]
+    cfg = PipelineConfig.from_dict(config["cfg"])
+    run_name = config["run_name"]
+    failure = InjectedFailure(**config["failure"]) if config.get("failure") else None
+    max_batches = config.get("max_train_batches")
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+
+    use_gpu = cfg.train.use_gpu
+    device = ray.train.torch.get_device() if use_gpu else torch.device("cpu")
+    if device.type == "cpu":
+        # Ray sets 1 thread unless told otherwise; the worker reserved cpus_per_worker cores.
+        torch.set_num_threads(cfg.train.cpus_per_worker)
+    amp = autocast_dtype(cfg.model, device)
+    channels_last = cfg.model.channels_last and device.type == "cuda"
+    num_classes = cfg.model.num_classes
+    epochs = cfg.train.epochs_for(task)
+
+    checkpoint = ray.train.get_checkpoint()
+    seed_everything(cfg.train.seed)  # same initial weights on every rank
+    model = _create_model(task, cfg, load_weights=checkpoint is None)
+    model = prepare_for_device(model, device, channels_last)
+    optimizer = create_optimizer(cfg.train, model)
+    start_epoch, history, session = 0, [], 1
+    if checkpoint is not None:
+        state, progress = _read_checkpoint(checkpoint)
+        start_epoch = restore_training_state(state, model, optimizer)
+        history = list(progress["history"])
+        session = int(progress.get("session", 1)) + 1
+        if rank == 0:
+            _say(
+                f"[{task} {run_name}] resuming after epoch {start_epoch}/{epochs} from "
+                f"{checkpoint.path}"
+            )
+    # DDP (gradient all-reduce) when there are several workers; a no-op for one.
+    model = ray.train.torch.prepare_model(model, move_to_device=False)
+    loss_fn = create_loss(task)
+
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    per_worker_batch = cfg.train.batch_size // world
+
+    for epoch in range(start_epoch, epochs):
+        epoch_start = time.perf_counter()
+        # uint8 crops; on GPU Ray copies them to the device in its prefetch thread.
+        batches = train_shard.iter_torch_batches(
+            batch_size=per_worker_batch,
+            device=device,
+            local_shuffle_seed=cfg.train.seed * 100_003 + epoch * 101 + rank,
+            **TRAIN_ITER_KWARGS,
+        )
+        if failure is not None and failure.epoch == epoch:
+            batches = _crash_after_first_batch(batches, failure, rank)
+        stats = train_one_epoch(
+            model,
+            batches,
+            optimizer,
+            loss_fn,
+            device,
+            task=task,
+            num_classes=num_classes,
+            amp_dtype=amp,
+            channels_last=channels_last,
+            max_batches=max_batches,
+        )
+        # Totals over workers: images, loss sum, correct predictions; the slowest worker's time.
+        images_local = stats["images"]
+        sums = [images_local, stats["loss"] * images_local if images_local else 0.0]
+        if task == "classifier":
+            sums.append(stats["accuracy"] * images_local if images_local else 0.0)
+        totals = _all_reduce_sum(sums)
+        seconds = _all_reduce_max(stats["seconds"])
+        images = totals[0]
+        entry: dict[str, float] = {
+            "epoch": float(epoch),
+            "session": float(session),
+            "train_loss": totals[1] / images if images else float("nan"),
+            "train_images": images,
+            "train_seconds": seconds,
+            "train_images_per_second": images / seconds if seconds > 0 else float("nan"),
+        }
+        if task == "classifier":
+            entry["train_accuracy"] = totals[2] / images if images else float("nan")
+
+        eval_model = unwrap_model(model)  # no DDP collectives: shards may differ in length
+        val_batches = val_shard.iter_batches(
+            batch_size=cfg.train.eval_batch_size, batch_format="numpy"
+        )
+        predictions = None
+        if task == "regressor":
+            val, predictions = _validate_regressor(
+                eval_model, val_batches, device, amp, channels_last, rank
+            )
+        else:
+            val = _validate_classifier(
+                eval_model, val_batches, device, amp, channels_last, num_classes
+            )
+        entry.update(val)
+        entry["epoch_seconds"] = time.perf_counter() - epoch_start
+        history.append(entry)
+
+        with tempfile.TemporaryDirectory(prefix="dgqa-ckpt-") as folder:
+            ray_checkpoint = None
+            if rank == 0:
+                torch.save(
+                    training_state(model, optimizer, epoch + 1, entry),
+                    os.path.join(folder, STATE_FILE),
+                )
+                progress = {
+                    "task": task,
+                    "run_name": run_name,
+                    "epochs_done": epoch + 1,
+                    "epochs": epochs,
+                    "session": session,
+                    "backbone": cfg.model.backbone,
+                    "num_classes": num_classes if task == "classifier" else 1,
+                    "dist_types": config.get("dist_types"),
+                    "history": history,
+                }
+                with open(os.path.join(folder, PROGRESS_FILE), "w") as f:
+                    json.dump(progress, f, indent=1)
+                if predictions is not None:
+                    predictions.to_csv(os.path.join(folder, PREDICTIONS_FILE), index=False)
+                ray_checkpoint = ray.train.Checkpoint.from_directory(folder)
+                _say(_format_epoch(task, run_name, entry, epochs))
+            ray.train.report(
+                dict(entry), checkpoint=ray_checkpoint, checkpoint_dir_name=f"epoch_{epoch + 1:03d}"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# The driver side
+# --------------------------------------------------------------------------------------------
+
+
+class TrainValDataConfig(ray.train.DataConfig):
+    """Splits ``train`` in equal parts (DDP needs the same number of steps on every rank) and
+    ``val`` without dropping rows: Ray's default (``equal=True`` for every dataset) would drop
+    up to ``num_workers - 1`` validation crops, and validation must see every image."""
+
+    def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
+        output: list[dict[str, Any]] = [{} for _ in range(world_size)]
+        hints = worker_node_ids if self._enable_shard_locality else None
+        for name, ds in datasets.items():
+            if ds.name is None:
+                ds.set_name(name)
+            ds = ds.copy(ds)
+            ds.context.execution_options = self._resolve_execution_options(name)
+            splits = ds.streaming_split(world_size, equal=name != "val", locality_hints=hints)
+            for i, split in enumerate(splits):
+                output[i][name] = split
+        return output
+
+
+def run_dir_uri(storage_uri: str, run_name: str) -> str:
+    """Where a run's checkpoints go: ``<storage>/checkpoints/<run_name>``."""
+    return storage.join(storage.normalize(storage_uri), CHECKPOINTS_DIR, run_name)
+
+
+def _storage_args(storage_uri: str) -> tuple[str, Any]:
+    """``RunConfig(storage_path, storage_filesystem)`` for ``<storage>/checkpoints``."""
+    fs, path = storage.resolve(storage.join(storage.normalize(storage_uri), CHECKPOINTS_DIR))
+    if storage.is_s3(storage_uri):
+        # The S3 filesystem carries the endpoint override; credentials stay in the env chain.
+        return path, fs
+    return path, None
+
+
+def _read_run(storage_uri: str, run_name: str):
+    """Ray Train's record of a run (``ray.train.Result``), or None when it has none yet."""
+    from ray.train import Result
+
+    run_dir = run_dir_uri(storage_uri, run_name)
+    if not storage.exists(storage.join(run_dir, RAY_SNAPSHOT_FILE)):
+        return None
+    fs, path = storage.resolve(run_dir)
+    try:
+        result = Result.from_path(path, storage_filesystem=fs)
+    except Exception as e:  # a corrupt run folder: Ray Train itself will say more
+        log.warning("couldn't read the checkpoints of run %s at %s: %s", run_name, run_dir, e)
+        return None
+    return result if result.checkpoint is not None else None
+
+
+def latest_progress(storage_uri: str, run_name: str) -> tuple[str, dict[str, Any]] | None:
+    """The latest checkpoint of a run (the one Ray Train resumes from) and its
+    ``progress.json``; None when the run has no checkpoint yet."""
+    result = _read_run(storage_uri, run_name)
+    if result is None:
+        return None
+    uri = storage.to_uri(result.checkpoint.filesystem, result.checkpoint.path)
+    return uri, json.loads(storage.read_text(storage.join(uri, PROGRESS_FILE)))
+
+
+def _normalize_dist_types(task: str, dist_types: Sequence[int] | None) -> list[int] | None:
+    """Sorted distinct KADID ids, or None (all types); only the regressor takes them."""
+    if dist_types is None:
+        return None
+    if task != "regressor":
+        raise ValueError("dist_types: only the regressor trains on selected domains")
+    bad = [t for t in dist_types if not 1 <= int(t) <= NUM_KADID_TYPES]
+    if bad or not list(dist_types):
+        raise ValueError(
+            f"dist_types: expected one or more KADID ids in 1..{NUM_KADID_TYPES}, "
+            f"got {list(dist_types)}"
+        )
+    return sorted({int(t) for t in dist_types})
+
+
+def _check_resumable(
+    task: str,
+    cfg: PipelineConfig,
+    run_name: str,
+    storage_uri: str,
+    progress: Mapping[str, Any],
+    dist_types: list[int] | None,
+) -> None:
+    """A rerun must train the same model on the same domains: restoring another model would
+    fail deep in a worker, and resuming on other domains would silently mix two trainings."""
+    expected = {
+        "task": task,
+        "backbone": cfg.model.backbone,
+        "num_classes": cfg.model.num_classes if task == "classifier" else 1,
+        "dist_types": dist_types,
+    }
+    found = {k: progress.get(k) for k in expected}
+    if found != expected:
+        raise ValueError(
+            f"run_name: run {run_name!r} at {run_dir_uri(storage_uri, run_name)} holds "
+            f"checkpoints of {found}, but this call trains {expected}; use another run name "
+            "or delete that folder to start over"
+        )
+
+
+def _check_cluster_cpus(cfg: PipelineConfig) -> None:
+    """Ray Data decodes in tasks that need CPUs besides the ones Train workers reserve."""
+    import ray
+
+    if not ray.is_initialized():
+        return
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    reserved = cfg.train.num_workers * cfg.train.cpus_per_worker
+    if total and total < reserved + 1:
+        raise ValueError(
+            f"train.cpus_per_worker: {cfg.train.num_workers} worker(s) x "
+            f"{cfg.train.cpus_per_worker} CPUs = {reserved} leaves none of the cluster's "
+            f"{total:g} CPUs for Ray Data's decoding tasks, so training would wait forever; "
+            f"expected num_workers x cpus_per_worker <= {total - 1:g} (or start Ray with more "
+            "logical CPUs, e.g. ray.init(num_cpus=os.cpu_count() + 1))"
+        )
+
+
+def _portable_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """The config as a dict with local paths made absolute (Ray Train workers chdir)."""
+    pretrained = cfg.model.pretrained
+    if pretrained and "://" not in pretrained:
+        pretrained = os.path.abspath(os.path.expanduser(pretrained))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=pretrained))
+    return cfg.to_dict()
+
+
+def prepare_datasets(
+    task: str,
+    cfg: PipelineConfig,
+    datasets: Mapping[str, Any],
+    dist_types: Sequence[int] | None = None,
+    start_epoch: int = 0,
+) -> dict[str, Any]:
+    """The training and evaluation views that the workers' shards come from.
+
+    Classifier: only rows of its classes (KADID types 1..25, plus pristine 0 with 26 classes).
+    Regressor: only ``dist_types`` when given (the selected domains), on both sides.
+    ``start_epoch`` offsets the crop seeds of a resumed run, so its epochs do not repeat the
+    first epochs' crops.
+    """
+    from dgqa_ray.data.pipelines import evaluation_view, filter_domains, training_view
+    from dgqa_ray.models import class_dist_types
+
+    missing = {"train", "val"} - set(datasets)
+    if missing:
+        raise ValueError(
+            f"datasets: expected keys 'train' and 'val' (Ray Datasets), missing {sorted(missing)}"
+        )
+    keep: list[int] | None = None
+    if task == "classifier":
+        keep = [int(t) for t in class_dist_types(cfg.model.num_classes)]
+    elif dist_types is not None:
+        keep = [int(t) for t in dist_types]
+    train, val = datasets["train"], datasets["val"]
+    if keep is not None:
+        train, val = filter_domains(train, keep), filter_domains(val, keep)
+    crop = cfg.data.crop_size
+    train = training_view(train, crop=crop, seed=cfg.train.seed, epoch=start_epoch)
+    target = "dist_type" if task == "classifier" else "score"
+    train = train.select_columns(["image", target])  # numeric columns only: torch batches
+    val = evaluation_view(val, crop=crop, num_crops=cfg.data.eval_crops, seed=cfg.train.seed)
+    return {"train": train, "val": val}
+
+
+def build_trainer(
+    task: str,
+    cfg: PipelineConfig,
+    datasets: Mapping[str, Any],
+    run_name: str,
+    storage_uri: str | None = None,
+    dist_types: Sequence[int] | None = None,
+    *,
+    failure: InjectedFailure | None = None,
+    max_train_batches: int | None = None,
+):
+    """A ``TorchTrainer`` that trains ``task`` (classifier|regressor) as ``cfg`` says.
+
+    Args:
+        task: ``classifier`` (F_D, cross-entropy over ``cfg.model.num_classes``) or
+            ``regressor`` (F_R, L1 on ``score``).
+        cfg: the pipeline config (model, train, data sections are used).
+        datasets: ``{"train": ds, "val": ds}``, Ray Datasets of ingested rows
+            (``read_dataset``, possibly split by reference).
+        run_name: names the run folder; the same name and storage resume the run.
+        storage_uri: local path or ``s3://`` URI; None: ``cfg.storage``. Checkpoints go to
+            ``<storage>/checkpoints/<run_name>/``.
+        dist_types: regressor only: keep these KADID types (the selected domains); None: all.
+        failure: crash a worker once on purpose (tests); None reads ``DGQA_TRAIN_FAIL_AT_EPOCH``
+            and ``DGQA_TRAIN_FAIL_MARKER`` from the environment, if set.
+        max_train_batches: cap on training batches per epoch and worker (benchmarks).
+
+    Raises:
+        ValueError: bad task, dataset keys, dist_types, a run name holding another model's
+            checkpoints, or a cluster whose CPUs would all go to Train workers.
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if task not in TASKS:
+        raise ValueError(f"task: invalid value {task!r}; allowed: {', '.join(TASKS)}")
+    dist_types = _normalize_dist_types(task, dist_types)
+    storage_uri = storage.normalize(storage_uri or cfg.storage)
+    _check_cluster_cpus(cfg)
+
+    start_epoch = 0
+    latest = latest_progress(storage_uri, run_name)
+    if latest is not None:
+        uri, progress = latest
+        _check_resumable(task, cfg, run_name, storage_uri, progress, dist_types)
+        start_epoch = int(progress["epochs_done"])
+        print(f"[{task} {run_name}] found checkpoint after epoch {start_epoch}: {uri}")
+
+    if failure is None:
+        failure = InjectedFailure.from_env()
+    views = prepare_datasets(task, cfg, datasets, dist_types, start_epoch)
+    resources: dict[str, float] = {"CPU": float(cfg.train.cpus_per_worker)}
+    if cfg.train.use_gpu:
+        resources["GPU"] = 1.0
+    storage_path, storage_fs = _storage_args(storage_uri)
+    score_metric = "val_score"  # val SRCC (regressor) or val accuracy (classifier)
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "task": task,
+            "cfg": _portable_config(cfg),
+            "run_name": run_name,
+            "dist_types": dist_types,
+            "failure": dataclasses.asdict(failure) if failure else None,
+            "max_train_batches": max_train_batches,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=cfg.train.num_workers,
+            use_gpu=cfg.train.use_gpu,
+            resources_per_worker=resources,
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=CHECKPOINTS_TO_KEEP,
+                checkpoint_score_attribute=score_metric,
+                checkpoint_score_order="max",
+            ),
+        ),
+        datasets=views,
+        dataset_config=TrainValDataConfig(),
+    )
+
+
+def _fit(
+    task: str,
+    cfg: PipelineConfig,
+    datasets: Mapping[str, Any],
+    run_name: str | None,
+    storage_uri: str | None,
+    dist_types: Sequence[int] | None,
+    **kwargs: Any,
+) -> TrainResult:
+    run_name = run_name or f"{cfg.run_name}-{task}"
+    storage_uri = storage.normalize(storage_uri or cfg.storage)
+    before = latest_progress(storage_uri, run_name)
+    done_before = int(before[1]["epochs_done"]) if before else 0
+    epochs = cfg.train.epochs_for(task)
+    print(
+        f"[{task} {run_name}] {epochs} epoch(s), {cfg.train.num_workers} worker(s) x "
+        f"{cfg.train.cpus_per_worker} CPU{' + 1 GPU' if cfg.train.use_gpu else ''}, "
+        f"batch {cfg.train.batch_size}, {cfg.model.backbone} at {cfg.data.crop_size}px; "
+        f"checkpoints in {run_dir_uri(storage_uri, run_name)}"
+    )
+    if before is not None and done_before >= epochs:
+        # Finished earlier: reuse it instead of starting workers that would have nothing to do.
+        _check_resumable(
+            task, cfg, run_name, storage_uri, before[1], _normalize_dist_types(task, dist_types)
+        )
+        print(f"[{task} {run_name}] already complete ({done_before} epochs): {before[0]}")
+        result = _read_run(storage_uri, run_name)
+    else:
+        trainer = build_trainer(task, cfg, datasets, run_name, storage_uri, dist_types, **kwargs)
+        result = trainer.fit()
+    if result is None or result.checkpoint is None:
+        raise RuntimeError(f"{task} run {run_name!r} finished without a checkpoint")
+    last_uri = storage.to_uri(result.checkpoint.filesystem, result.checkpoint.path)
+    progress = json.loads(storage.read_text(storage.join(last_uri, PROGRESS_FILE)))
+    history = progress["history"]
+    best = result.get_best_checkpoint(metric="val_score", mode="max") or result.checkpoint
+    best_uri = storage.to_uri(best.filesystem, best.path)
+    best_progress = json.loads(storage.read_text(storage.join(best_uri, PROGRESS_FILE)))
+    return TrainResult(
+        task=task,
+        run_name=run_name,
+        run_dir=run_dir_uri(storage_uri, run_name),
+        best_checkpoint=best_uri,
+        last_checkpoint=last_uri,
+        history=history,
+        final_metrics=dict(history[-1]),
+        best_metrics=dict(best_progress["history"][-1]),
+        epochs_trained_now=int(progress["epochs_done"]) - done_before,
+    )
+
+
+def fit_classifier(
+    cfg: PipelineConfig,
+    datasets: Mapping[str, Any],
+    run_name: str | None = None,
+    storage_uri: str | None = None,
+    **kwargs: Any,
+) -> TrainResult:
+    """Train (or resume, or reuse) the domain classifier; ``run_name`` None: ``<run>-classifier``.
+
+    ``datasets``: ``{"train", "val"}`` Ray Datasets of the classifier's dataset (KADIS-style).
+    Keyword arguments go to :func:`build_trainer` (``failure``, ``max_train_batches``).
+    """
+    return _fit("classifier", cfg, datasets, run_name, storage_uri, None, **kwargs)
+
+
+def fit_regressor(
+    cfg: PipelineConfig,
+    datasets: Mapping[str, Any],
+    run_name: str | None = None,
+    storage_uri: str | None = None,
+    dist_types: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> TrainResult:
+    """Train (or resume, or reuse) a quality regressor on the source's ``dist_types`` (None:
+    all); ``run_name`` None: ``<run>-regressor``. See :func:`fit_classifier`."""
+    return _fit("regressor", cfg, datasets, run_name, storage_uri, dist_types, **kwargs)
+
+
+def load_trained_model(
+    checkpoint_uri: str, cfg: PipelineConfig, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model saved in a checkpoint folder (``TrainResult.best_checkpoint``), in eval mode
+    on ``device``, and its ``progress.json``. ``cfg.model`` must describe the same backbone."""
+    import io
+
+    import torch
+
+    from dgqa_ray.engine import restore_training_state
+    from dgqa_ray.models import prepare_for_device
+
+    progress = json.loads(storage.read_text(storage.join(checkpoint_uri, PROGRESS_FILE)))
+    task = progress.get("task")
+    if task not in TASKS:
+        raise ValueError(f"checkpoint_uri: {checkpoint_uri!r} has no known task ({task!r})")
+    if progress.get("backbone") != cfg.model.backbone:
+        raise ValueError(
+            f"model.backbone: the checkpoint at {checkpoint_uri!r} is a "
+            f"{progress.get('backbone')}, the config says {cfg.model.backbone}"
+        )
+    if task == "classifier" and progress.get("num_classes") != cfg.model.num_classes:
+        raise ValueError(
+            f"model.num_classes: the checkpoint at {checkpoint_uri!r} has "
+            f"{progress.get('num_classes')} classes, the config says {cfg.model.num_classes}"
+        )
+    raw = storage.read_bytes(storage.join(checkpoint_uri, STATE_FILE))
+    state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    model = _create_model(task, cfg, load_weights=False)
+    restore_training_state(state, model)
+    model = prepare_for_device(model, device, cfg.model.channels_last and str(device) != "cpu")
+    return model.eval(), progress
+
+
+def split_datasets(
+    cfg: PipelineConfig, storage_uri: str, dataset: str, split_index: int = 0
+) -> dict[str, Any]:
+    """``{"train", "val"}`` of an ingested dataset: split ``split_index`` of the paper's
+    reference-grouped splits (``cfg.eval``: ``train_fraction``, ``split_seed``, ``n_splits``)."""
+    from dgqa_ray.data.pipelines import read_dataset
+    from dgqa_ray.data.splits import paper_splits
+
+    if not 0 <= split_index < cfg.eval.n_splits:
+        raise ValueError(
+            f"split_index: expected 0..{cfg.eval.n_splits - 1} (eval.n_splits = "
+            f"{cfg.eval.n_splits}), got {split_index}"
+        )
+    ref_ids = read_dataset(storage_uri, dataset, columns=["ref_id"]).to_pandas()["ref_id"]
+    split = paper_splits(
+        ref_ids,
+        n=cfg.eval.n_splits,
+        seed=cfg.eval.split_seed,
+        train_fraction=cfg.eval.train_fraction,
+    )[split_index]
+    ds = read_dataset(storage_uri, dataset)
+    return {"train": split.select(ds, "train"), "val": split.select(ds, "test")}
+
+
+def train_from_storage(
+    task: str,
+    cfg: PipelineConfig,
+    dataset: str | None = None,
+    *,
+    split_index: int = 0,
+    run_name: str | None = None,
+    storage_uri: str | None = None,
+    dist_types: Sequence[int] | None = None,
+) -> TrainResult:
+    """Train ``task`` on an ingested dataset under ``storage_uri`` (None: ``cfg.storage``):
+    split ``split_index`` of it, reference-grouped, validates. ``dataset`` None: the config's
+    ``data.classifier_dataset`` (classifier) or ``data.source_dataset`` (regressor). What
+    ``jobs/train_classifier.py`` and ``jobs/train_regressor.py`` run."""
+    if task not in TASKS:
+        raise ValueError(f"task: invalid value {task!r}; allowed: {', '.join(TASKS)}")
+    storage_uri = storage.normalize(storage_uri or cfg.storage)
+    if dataset is None:
+        dataset = cfg.data.classifier_dataset if task == "classifier" else cfg.data.source_dataset
+    datasets = split_datasets(cfg, storage_uri, dataset, split_index)
+    return _fit(task, cfg, datasets, run_name, storage_uri, dist_types)
+
+
+def init_ray_for_training(cfg: PipelineConfig) -> None:
+    """Connect to the cluster (``RAY_ADDRESS``, as under ``ray job submit``) or start a local
+    Ray with enough logical CPUs for the Train workers *and* Ray Data's decoding tasks.
+
+    Locally: ``max(os.cpu_count(), num_workers x cpus_per_worker + 1)`` CPUs, i.e. on a 2-core
+    machine with one worker of 2 CPUs, 3 logical CPUs: the worker's torch threads and the
+    decoding tasks then share the cores, instead of decoding waiting forever for a free CPU.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return
+    reserved = cfg.train.num_workers * cfg.train.cpus_per_worker
+    ray.init(num_cpus=max(os.cpu_count() or 1, reserved + 1))
+
+
+def format_history(result: TrainResult) -> str:
+    """The per-epoch metrics as a small table (what the jobs print)."""
+    columns = [("loss", "train_loss"), ("img/s", "train_images_per_second")]
+    if result.task == "regressor":
+        columns += [("val L1", "val_loss"), ("val SRCC", "val_srcc"), ("val PLCC", "val_plcc")]
+    else:
+        columns += [
+            ("acc", "train_accuracy"),
+            ("val loss", "val_loss"),
+            ("val acc", "val_accuracy"),
+        ]
+    lines = [f"{'epoch':>5} {'session':>7} " + " ".join(f"{label:>9}" for label, _ in columns)]
+    for entry in result.history:
+        values = " ".join(f"{entry.get(key, float('nan')):>9.4f}" for _, key in columns)
+        lines.append(f"{int(entry['epoch']) + 1:>5} {int(entry['session']):>7} {values}")
+    return "\n".join(lines)

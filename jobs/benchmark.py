@@ -1,0 +1,91 @@
+"""Benchmarks, each printing a table of ratios against a baseline measured in the same run.
+
+Usage:
+    python jobs/benchmark.py distortions                    # 25 types, 256x256 and 512x384
+    python jobs/benchmark.py distortions --threads 2 --types 1,2,3
+    python jobs/benchmark.py data                           # Ray Data training view vs DataLoader
+    ray job submit --working-dir . -- python jobs/benchmark.py distortions
+
+Results go to ``dgqa_output/benchmarks/<mode>.csv`` unless ``--out`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _types(text: str) -> list[int]:
+    from dgqa_ray.distortions import get_distortion
+
+    try:
+        return [get_distortion(t.strip()).dist_type for t in text.split(",") if t.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        return tuple(tuple(int(v) for v in s.lower().split("x")) for s in text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--sizes: expected WxH[,WxH...], got {text!r}") from e
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="mode", required=True)
+    d = sub.add_parser("distortions", help="images/s per type: single-image vs batched torch path")
+    d.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=((256, 256), (512, 384)),
+        help="WxH list (default: 256x256,512x384)",
+    )
+    d.add_argument(
+        "--batch-size", type=int, default=16, help="images per batched call (default: 16)"
+    )
+    d.add_argument(
+        "--repeats", type=int, default=2, help="timed passes over the 5 levels (default: 2)"
+    )
+    d.add_argument(
+        "--threads", type=int, default=1, help="CPU threads (default: 1, the per-core figure)"
+    )
+    d.add_argument(
+        "--types", type=_types, default=None, help="comma-separated ids or names (default: all 25)"
+    )
+    d.add_argument(
+        "--out",
+        default="dgqa_output/benchmarks/distortions.csv",
+        help="CSV path (default: %(default)s)",
+    )
+    sub.add_parser(
+        "data", help="Ray Data training view from S3 shards vs a torch DataLoader", add_help=True
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, rest = get_args_parser().parse_known_args(argv)
+    if args.mode == "distortions":
+        if rest:
+            get_args_parser().error(f"unrecognized arguments: {' '.join(rest)}")
+        from dgqa_ray.benchmarks.distortions import run_distortion_benchmark
+
+        run_distortion_benchmark(
+            sizes=args.sizes,
+            batch_size=args.batch_size,
+            repeats=args.repeats,
+            threads=args.threads,
+            types=args.types,
+            out_csv=args.out,
+        )
+        return 0
+    from dgqa_ray.benchmarks.data import main as data_main
+
+    return data_main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

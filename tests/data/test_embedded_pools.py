@@ -1,0 +1,184 @@
+"""The embedded default's three pools: plans, content-disjointness, layouts, reuse."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dgqa_ray.config import load_config
+from dgqa_ray.data.embedded import content_id, embedded_references
+from dgqa_ray.data.embedded_pools import (
+    IDENTITY_LEVELS,
+    MANIFEST_FILE,
+    POOL_PHOTOS,
+    POOL_ROLES,
+    TARGET_DATASET,
+    build_embedded_pools,
+    classifier_type_plan,
+    pool_tiles,
+    read_target_truth,
+    target_plan,
+)
+
+# -- plans (no Ray) ---------------------------------------------------------------------------
+
+
+def test_pools_split_the_photos_without_overlap_and_cover_all_of_them():
+    photos = [p for role in POOL_ROLES for p in POOL_PHOTOS[role]]
+    assert len(photos) == len(set(photos)) == 6
+    tiles = embedded_references((96, 128))
+    assert {t.content for t in tiles} == set(photos)
+    counts = {role: len(pool_tiles(tiles, role)) for role in POOL_ROLES}
+    assert counts == {"classifier": 45, "source": 40, "target": 25}
+    # A limited pool still takes tiles of every photo it owns (round-robin order).
+    assert {t.content for t in pool_tiles(tiles, "source", 2)} == set(POOL_PHOTOS["source"])
+
+
+def test_classifier_plan_gives_distinct_types_and_balanced_counts():
+    names = [f"skimage_motorcycle_t{i:02d}" for i in range(45)]
+    plan = classifier_type_plan(names, 5, seed=0)
+    assert all(len(set(types)) == 5 for types in plan.values())
+    counts = Counter(t for types in plan.values() for t in types)
+    assert set(counts) == set(range(1, 26))
+    assert max(counts.values()) - min(counts.values()) <= 1  # 225 slots over 25 types: 9 each
+    assert classifier_type_plan(names, 5, seed=0) == plan
+    assert classifier_type_plan(names, 5, seed=1) != plan
+    with pytest.raises(ValueError, match="types_per_ref"):
+        classifier_type_plan(names, 26, seed=0)
+
+
+def test_target_plan_mixes_the_configured_types():
+    names = [f"skimage_coffee_t{i:02d}" for i in range(5)]
+    types = (1, 3, 10, 17, 18, 25)
+    plan = target_plan(names, 60, types, max_types=2, seed=0)
+    assert len(plan) == 60 and len({m.image_id for m in plan}) == 60
+    assert {m.ref_id for m in plan} == set(names)
+    for mix in plan:
+        assert 1 <= len(mix.types) <= 2 and len(set(mix.types)) == len(mix.types)
+        assert set(mix.types) <= set(types)
+        assert all(1 <= lvl <= 5 for lvl in mix.levels)
+        for t, lvl in zip(mix.types, mix.levels, strict=True):
+            assert lvl not in IDENTITY_LEVELS.get(t, ())  # every recorded type changes pixels
+    present = Counter(t for m in plan for t in m.types)
+    assert set(present) == set(types) and min(present.values()) >= 10  # each first 10 times
+    assert Counter(len(m.types) for m in plan).keys() == {1, 2}  # single types and mixtures
+    assert target_plan(names, 60, types, 2, seed=0) == plan
+    with pytest.raises(ValueError, match="max_types"):
+        target_plan(names, 4, (1, 3), max_types=3, seed=0)
+
+
+def test_out_dir_must_be_local(tmp_path):
+    with pytest.raises(ValueError, match="local folder"):
+        build_embedded_pools(load_config("demo"), "s3://bucket/pools")
+
+
+# -- building (Ray) -----------------------------------------------------------------------------
+
+_TINY = [
+    "data.embedded_tile=48,64",
+    "data.crop_size=32",
+    "data.embedded_classifier_refs=3",
+    "data.embedded_classifier_types_per_ref=2",
+    "data.embedded_source_refs=1",
+    "data.embedded_target_images=6",
+    "data.embedded_target_types=1,18,25",
+    "data.embedded_max_types_per_image=2",
+]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def tiny_pools(ray_local, tmp_path_factory):
+    cfg = load_config("demo", _TINY)
+    out = tmp_path_factory.mktemp("pools")
+    return cfg, out, build_embedded_pools(cfg, out, progress=False, log=_quiet)
+
+
+@pytest.mark.slow
+def test_pools_open_with_their_adapters_and_hold_what_the_config_asked(tiny_pools):
+    _, out, pools = tiny_pools
+    assert not pools.reused and pools.build_seconds > 0
+
+    classifier = pools.classifier.open().index()
+    assert pools.classifier.adapter == "kadis700k"
+    assert len(classifier) == 3 * 2 * 5 == pools.classifier.images
+    assert (classifier["dist_type"] > 0).all()  # 25 classes: no pristine rows
+    assert classifier["mos"].isna().all()  # unlabelled, as KADIS
+    per_ref = classifier.groupby("ref_id")["dist_type"].apply(lambda s: sorted(set(s)))
+    assert all(len(types) == 2 for types in per_ref)
+    plan = pd.read_csv(out / "classifier" / "classifier_types.csv")
+    for ref_im, types in zip(plan["ref_im"], plan["dist_types"], strict=True):
+        assert per_ref[ref_im.removesuffix(".png")] == sorted(int(t) for t in types.split(";"))
+
+    source = pools.source.open().index()
+    assert pools.source.adapter == "kadid10k"
+    assert len(source) == 125 and sorted(source["dist_type"].unique()) == list(range(1, 26))
+    assert source["mos"].between(0, 1).all() and source["score"].between(0, 10).all()
+    by_level = source.groupby("dist_level")["mos"].mean()
+    assert by_level[5] < by_level[1]  # proxies fall with the level
+
+    target = pools.target.open().index()
+    assert pools.target.adapter == "custom" and set(target["dataset"]) == {TARGET_DATASET}
+    assert len(target) == 6 and target["mos"].between(0, 1).all()
+    assert target["dist_type"].isna().all()  # an "authentic" stand-in: no single KADID type
+
+    # No photo in two pools.
+    contents = {
+        role: {content_id(r) for r in frame["ref_id"]}
+        for role, frame in (("classifier", classifier), ("source", source), ("target", target))
+    }
+    for role, found in contents.items():
+        assert found <= set(POOL_PHOTOS[role])
+    assert not (
+        contents["classifier"] & contents["source"] or contents["source"] & contents["target"]
+    )
+
+    truth = read_target_truth(pools)
+    assert set(truth["image_id"]) == set(target["image_id"])
+    present = sorted({t for types in truth["dist_types"] for t in types})
+    assert list(pools.target_types) == present and set(present) <= {1, 18, 25}
+    assert sum(pools.target_type_counts.values()) == sum(len(t) for t in truth["dist_types"])
+    assert pools.recovery([1, 7]) == {
+        "recovered": [1],
+        "missed": sorted(set(present) - {1}),
+        "extra": [7],
+    }
+
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert manifest["status"] == "complete" and manifest["settings"]["proxy"]["scales"] == 3
+    pool_json = json.loads((out / "target" / "pool.json").read_text())
+    assert "NOT subjective" in pool_json["scores"] and pool_json["score_column"] == "proxy_ms_ssim"
+
+
+@pytest.mark.slow
+def test_a_second_call_reuses_the_pools_and_new_settings_rebuild_them(tiny_pools):
+    cfg, out, first = tiny_pools
+    table = Path(first.source.root) / "dmos.csv"
+    stamp = table.stat().st_mtime_ns
+    again = build_embedded_pools(cfg, out, progress=False, log=_quiet)
+    assert again.reused and again.seconds < 5
+    assert table.stat().st_mtime_ns == stamp
+    assert again.target_types == first.target_types
+
+    # The authors' 26 classes: same files, the classifier adapter now includes the pristine.
+    cfg26 = load_config("demo", [*_TINY, "model.num_classes=26"])
+    pools26 = build_embedded_pools(cfg26, out, progress=False, log=_quiet)
+    assert pools26.reused and pools26.classifier.options["include_references"] is True
+    index = pools26.classifier.open().index()
+    assert (index["dist_type"] == 0).sum() == 3
+
+    # Another seed changes the noise draws: the pools are rebuilt, not reused.
+    before = pd.read_csv(table)["dmos"].to_numpy()
+    reseeded = load_config("demo", [*_TINY, "data.embedded_seed=7"])
+    rebuilt = build_embedded_pools(reseeded, out, progress=False, log=_quiet)
+    assert not rebuilt.reused
+    assert not np.allclose(pd.read_csv(table)["dmos"].to_numpy(), before)
+    assert json.loads((out / MANIFEST_FILE).read_text())["settings"]["seed"] == 7
