@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) jobs/synthesize.py
+	$(PY) jobs/full_pipeline.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q

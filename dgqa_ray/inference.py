@@ -190,6 +190,28 @@ class ClassifierPredictor:
         }
 
 
+def _max_actors(concurrency: int | tuple[int, int]) -> int:
+    return concurrency if isinstance(concurrency, int) else int(concurrency[1])
+
+
+def _check_room_for_reads(num_cpus: float, concurrency: int | tuple[int, int]) -> None:
+    """Refuse actor pools that would hold every CPU: Ray Data then never schedules the read
+    tasks that feed them and the inference waits forever (seen on a 2-CPU cluster with two
+    1-CPU actors). Skipped on a cluster that shows no CPUs yet (an autoscaler adds them)."""
+    import ray
+
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    needed = num_cpus * _max_actors(concurrency)
+    if total > 0 and needed > total - 1:
+        most = max(0, int((total - 1) // num_cpus)) if num_cpus > 0 else 0
+        raise ValueError(
+            f"concurrency x num_cpus: {_max_actors(concurrency)} actor(s) x {num_cpus:g} CPU "
+            f"= {needed:g} of the cluster's {total:g} CPUs, leaving none for reading the "
+            f"dataset; expected at most {total - 1:g} CPUs for actors (at most {most} actor(s) "
+            f"of {num_cpus:g} CPU, or a fractional num_cpus)"
+        )
+
+
 def _compute_strategy(concurrency: int | tuple[int, int]):
     from ray.data import ActorPoolStrategy
 
@@ -247,7 +269,9 @@ def predict_domains(
             fresh ones.
         batch_size: crops per forward pass.
         num_cpus, num_gpus: resources each actor reserves (on CPU, also its torch threads).
-        concurrency: actors: an int (fixed pool) or (min, max) (autoscaling pool).
+            Decoding and cropping run inside the actors too (Ray Data fuses the two steps).
+        concurrency: actors: an int (fixed pool) or (min, max) (autoscaling pool). The actors
+            must leave at least one CPU of the cluster free for the read tasks.
 
     Returns:
         One row per image, sorted by ``image_id``: ``image_id``, ``n_crops``, ``prob_TT`` (mean
@@ -272,6 +296,7 @@ def predict_domains(
     _build_model(model_cfg, state, repr(checkpoint) if isinstance(checkpoint, str) else "it")
     class_ids = class_dist_types(model_cfg.num_classes)  # (C,)
 
+    _check_room_for_reads(num_cpus, concurrency)
     crops = evaluation_view(ds, crop=crop, num_crops=num_crops, seed=seed)
     logits_ds = crops.map_batches(
         ClassifierPredictor,

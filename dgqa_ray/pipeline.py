@@ -152,6 +152,63 @@ def evaluate_on_target(checkpoint_uri: str, cfg: PipelineConfig, target_ds) -> p
     return per_image_predictions(crops)
 
 
+@dataclass
+class SelectionOutcome:
+    selection: Any  # selection.SelectionResult of the configured rule
+    other: Any  # the other rule's result, for comparison
+    table: pd.DataFrame
+    files: dict[str, str]
+
+
+def select_target_domains(
+    cfg: PipelineConfig,
+    checkpoint: str,
+    target_ds,
+    out_dir: str | Path,
+    *,
+    reuse: bool = True,
+    log: Callable[[str], None] = print,
+) -> SelectionOutcome:
+    """The selection stage: F_D over the target (Ray Data batch inference), the similarity
+    table (reused from ``out_dir`` when ``reuse``), both rules, and the files
+    ``similarity.csv``, ``selection.json``, ``similarity.png`` under ``out_dir``."""
+    from dgqa_ray.inference import predict_domains, similarity_from_predictions
+    from dgqa_ray.selection import (
+        read_similarity_table,
+        select_domains,
+        select_with_config,
+        write_selection,
+    )
+
+    table_path = Path(out_dir) / "similarity.csv"
+    if reuse and table_path.exists():
+        table = read_similarity_table(table_path)
+        _say(log, f"selection: reusing the similarity table {table_path}")
+    else:
+        predictions = predict_domains(
+            checkpoint,
+            cfg.model,
+            target_ds,
+            crop=cfg.data.crop_size,
+            num_crops=cfg.data.eval_crops,
+            batch_size=cfg.train.eval_batch_size,
+            num_cpus=cfg.train.cpus_per_worker if not cfg.train.use_gpu else 1,
+            num_gpus=1 if cfg.train.use_gpu else 0,
+        )
+        table = similarity_from_predictions(predictions, k=cfg.selection.k)
+    selection = select_with_config(table, cfg.selection)
+    other = select_domains(
+        table,
+        rule="topk_vote" if selection.rule == "mean_prob" else "mean_prob",
+        k=cfg.selection.k,
+        share=cfg.selection.share,
+        vote_denominator=cfg.selection.vote_denominator,
+        share_decimals=cfg.selection.share_decimals,
+    )
+    files = write_selection(selection, table, str(out_dir))
+    return SelectionOutcome(selection, other, table, files)
+
+
 # -- the flow ----------------------------------------------------------------------------------
 
 
@@ -159,15 +216,8 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
     """Run (or resume) the whole pipeline; see the module docstring."""
     from dgqa_ray import reports
     from dgqa_ray.data.pipelines import read_dataset
-    from dgqa_ray.inference import predict_domains, similarity_from_predictions
     from dgqa_ray.metrics import krcc, plcc, srcc
-    from dgqa_ray.selection import (
-        distortion_names,
-        read_similarity_table,
-        select_domains,
-        select_with_config,
-        write_selection,
-    )
+    from dgqa_ray.selection import distortion_names
     from dgqa_ray.tracking import Tracker, mlflow_ui_command
     from dgqa_ray.train import fit_classifier, fit_regressor, init_ray_for_training, split_datasets
 
@@ -206,34 +256,17 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
         t0 = time.monotonic()
         target = roles["target"]
         target_ds = read_dataset(target.storage_uri, target.dataset)
-        sel_dir = run_dir / "selection"
-        table_path = sel_dir / "similarity.csv"
         with tracker.nested("selection") as run:
-            if table_path.exists() and not _redo(cfg, "selection") and not _redo(cfg, "classifier"):
-                table = read_similarity_table(table_path)
-                _say(log, f"selection: reusing the similarity table {table_path}")
-            else:
-                predictions = predict_domains(
-                    clf.best_checkpoint,
-                    cfg.model,
-                    target_ds,
-                    crop=cfg.data.crop_size,
-                    num_crops=cfg.data.eval_crops,
-                    batch_size=cfg.train.eval_batch_size,
-                    num_cpus=cfg.train.cpus_per_worker if not cfg.train.use_gpu else 1,
-                    num_gpus=1 if cfg.train.use_gpu else 0,
-                )
-                table = similarity_from_predictions(predictions, k=cfg.selection.k)
-            selection = select_with_config(table, cfg.selection)
-            other_rule = "topk_vote" if selection.rule == "mean_prob" else "mean_prob"
-            other = select_domains(
-                table,
-                rule=other_rule,
-                k=cfg.selection.k,
-                share=cfg.selection.share,
-                vote_denominator=cfg.selection.vote_denominator,
+            outcome = select_target_domains(
+                cfg,
+                clf.best_checkpoint,
+                target_ds,
+                run_dir / "selection",
+                reuse=not (_redo(cfg, "selection") or _redo(cfg, "classifier")),
+                log=log,
             )
-            written = write_selection(selection, table, str(sel_dir))
+            selection, other = outcome.selection, outcome.other
+            other_rule = other.rule
             selected = [int(t) for t in selection.selected]
             run.log_params(
                 {
@@ -245,7 +278,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
                 }
             )
             run.log_metrics({"n_selected": len(selected)})
-            for path in written.values():
+            for path in outcome.files.values():
                 run.log_artifact(path)
         _say(
             log,
@@ -287,7 +320,9 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
                         {
                             "variant": variant,
                             "split": split,
-                            "dist_types": "all" if dist_types is None else ",".join(map(str, dist_types)),
+                            "dist_types": "all"
+                            if dist_types is None
+                            else ",".join(map(str, dist_types)),
                             "checkpoint": result.best_checkpoint,
                         }
                     )
@@ -316,12 +351,22 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
         per_split.to_csv(run_dir / "per_split.csv", index=False)
         written = reports.write_results(results, str(run_dir), title=f"DGQA run {cfg.run_name}")
         plot_last = pd.read_csv(eval_dir / f"{cfg.run_name}-regressor-dgqa-split0.csv")
-        figure = reports.plot_predictions(plot_last, title="Target, DGQA split 0: predicted vs true")
+        figure = reports.plot_predictions(
+            plot_last, title="Target, DGQA split 0: predicted vs true"
+        )
         scatter = run_dir / "target_scatter_dgqa_split0.png"
         figure.savefig(scatter, dpi=100)
         report_path = _write_report(
-            cfg, run_dir, results, selected, selection.rule, other_rule, other.selected,
-            target_types, names, timings,
+            cfg,
+            run_dir,
+            results,
+            selected,
+            selection.rule,
+            other_rule,
+            other.selected,
+            target_types,
+            names,
+            timings,
         )
         gain = reports.dgqa_gain(results)
         tracker.log_metrics(

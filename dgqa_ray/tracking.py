@@ -208,6 +208,8 @@ class TrackedRun:
         """Params, flattened (``train.lr``); a config is logged as ``to_flat_dict()``. Secrets
         are redacted. A key logged again with the same value is skipped; with another value it
         is skipped with a warning (MLflow params cannot change)."""
+        if not self.active:
+            return
         from mlflow.entities import Param
 
         flat = params.to_flat_dict() if isinstance(params, PipelineConfig) else flatten(params)
@@ -228,8 +230,6 @@ class TrackedRun:
                     )
                 continue
             batch.append(Param(str(key), text))
-        if not batch or not self.active:
-            return
         # MLflow takes at most 100 params per batch.
         for start in range(0, len(batch), 100):
             chunk = batch[start : start + 100]
@@ -239,9 +239,8 @@ class TrackedRun:
             self._params.update({p.key: p.value for p in chunk})
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        """Numeric metrics at ``step`` (None: 0); None values are skipped, NaN is kept."""
-        from mlflow.entities import Metric
-
+        """Numeric metrics at ``step`` (None: 0); None values are skipped, NaN is kept. A value
+        that is not a number raises ValueError even when tracking is off (a bug to see early)."""
         values = {}
         for key, value in metrics.items():
             if value is None:
@@ -255,6 +254,8 @@ class TrackedRun:
             values[str(key)] = number
         if not values or not self.active:
             return
+        from mlflow.entities import Metric
+
         now = int(time.time() * 1000)
         # MLflow stores +-inf as the largest float; say so explicitly instead of relying on it.
         batch = [
@@ -265,10 +266,10 @@ class TrackedRun:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Tags (secrets redacted like params)."""
-        from mlflow.entities import RunTag
-
         if not tags or not self.active:
             return
+        from mlflow.entities import RunTag
+
         secrets = _env_secrets()
         batch = [RunTag(str(k), redact(k, v, secrets)[:MAX_PARAM_LENGTH]) for k, v in tags.items()]
         self._call("set tags", "log_batch", self.run_id, tags=batch)

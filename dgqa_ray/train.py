@@ -145,7 +145,8 @@ class TrainResult:
 
     ``history`` has one dict per epoch, oldest first, across resumptions: ``epoch`` (0-based),
     ``session`` (1 for the first training session of the run, +1 each time it resumed from a
-    checkpoint), ``train_loss``, ``train_images_per_second``, ``train_seconds``, ``val_loss``
+    checkpoint), ``train_loss``, ``train_images_per_second``, ``train_seconds``,
+    ``train_data_wait_seconds`` (the longest any worker waited for batches), ``val_loss``
     and ``val_srcc``/``val_plcc``/``val_krcc``/``val_images`` (regressor) or ``train_accuracy``,
     ``val_accuracy``, ``val_crops`` (classifier), and ``val_score`` (what "best" means).
     """
@@ -459,6 +460,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             sums.append(stats["accuracy"] * images_local if images_local else 0.0)
         totals = _all_reduce_sum(sums)
         seconds = _all_reduce_max(stats["seconds"])
+        data_seconds = _all_reduce_max(stats["data_seconds"])
         images = totals[0]
         entry: dict[str, float] = {
             "epoch": float(epoch),
@@ -466,6 +468,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "train_loss": totals[1] / images if images else float("nan"),
             "train_images": images,
             "train_seconds": seconds,
+            "train_data_wait_seconds": data_seconds,
             "train_images_per_second": images / seconds if seconds > 0 else float("nan"),
         }
         if task == "classifier":
@@ -563,11 +566,18 @@ def _read_run(storage_uri: str, run_name: str):
     if not storage.exists(storage.join(run_dir, RAY_SNAPSHOT_FILE)):
         return None
     fs, path = storage.resolve(run_dir)
+    # Reading the run logs Ray's "a run snapshot was found" notice; the trainer logs it again
+    # when it resumes, which is where it belongs.
+    ray_log = logging.getLogger("ray.train.v2._internal.execution.checkpoint.checkpoint_manager")
+    level = ray_log.level
+    ray_log.setLevel(logging.WARNING)
     try:
         result = Result.from_path(path, storage_filesystem=fs)
     except Exception as e:  # a corrupt run folder: Ray Train itself will say more
         log.warning("couldn't read the checkpoints of run %s at %s: %s", run_name, run_dir, e)
         return None
+    finally:
+        ray_log.setLevel(level)
     return result if result.checkpoint is not None else None
 
 

@@ -4,6 +4,7 @@ Usage:
     python jobs/benchmark.py distortions                    # 25 types, 256x256 and 512x384
     python jobs/benchmark.py distortions --threads 2 --types 1,2,3
     python jobs/benchmark.py data                           # Ray Data training view vs DataLoader
+    python jobs/benchmark.py training                       # Ray Train + Ray Data vs plain torch
     ray job submit --working-dir . -- python jobs/benchmark.py distortions
 
 Results go to ``dgqa_output/benchmarks/<mode>.csv`` unless ``--out`` says otherwise.
@@ -60,8 +61,19 @@ def get_args_parser() -> argparse.ArgumentParser:
         default="dgqa_output/benchmarks/distortions.csv",
         help="CSV path (default: %(default)s)",
     )
+    t = sub.add_parser("data", help="Ray Data training view from S3 shards vs a torch DataLoader")
+    t.add_argument("--images", type=int, default=2048, help="512x384 JPEGs (default: 2048)")
+    t.add_argument("--epochs", type=int, default=2, help="timed epochs (default: 2)")
+    t.add_argument("--crop", type=int, default=224, help="crop side (default: 224)")
+    t.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
+    t.add_argument("--num-cpus", type=int, default=None, help="cores (default: all)")
+    t.add_argument(
+        "--out", default="dgqa_output/benchmarks/data.csv", help="CSV path (default: %(default)s)"
+    )
     sub.add_parser(
-        "data", help="Ray Data training view from S3 shards vs a torch DataLoader", add_help=True
+        "training",
+        help="regressor training img/s: Ray Train + Ray Data vs a plain torch loop",
+        add_help=False,
     )
     return parser
 
@@ -82,9 +94,34 @@ def main(argv: list[str] | None = None) -> int:
             out_csv=args.out,
         )
         return 0
-    from dgqa_ray.benchmarks.data import main as data_main
+    if args.mode == "training":
+        from dgqa_ray.benchmarks.training import main as training_main
 
-    return data_main(rest)
+        return training_main(rest)
+    if rest:
+        get_args_parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    import csv
+    from pathlib import Path
+
+    from dgqa_ray.benchmarks.data import rows_as_dicts, run_data_benchmark
+
+    rows = rows_as_dicts(
+        run_data_benchmark(
+            args.images,
+            crop=args.crop,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            num_cpus=args.num_cpus,
+        )
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":

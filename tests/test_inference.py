@@ -150,8 +150,18 @@ def test_ray_data_inference_equals_plain_torch_over_the_same_crops(target_ds, tm
 def test_two_actors_and_26_classes(target_ds):
     cfg26 = ModelConfig(backbone="resnet18", num_classes=26, channels_last=False, amp="none")
     model = _classifier(cfg26, seed=2)
+    # Two 1-CPU actors would hold both CPUs of the test cluster and starve the reads.
+    with pytest.raises(ValueError, match="leaving none for reading"):
+        predict_domains(model.state_dict(), cfg26, target_ds, crop=32, concurrency=2)
     predictions = predict_domains(
-        model.state_dict(), cfg26, target_ds, crop=32, num_crops=3, seed=5, concurrency=2
+        model.state_dict(),
+        cfg26,
+        target_ds,
+        crop=32,
+        num_crops=3,
+        seed=5,
+        num_cpus=0.5,
+        concurrency=2,
     )
     _, class_ids, probs, _ = domain_arrays(predictions)
     assert class_ids.tolist() == list(range(0, 26)) and "prob_00" in predictions

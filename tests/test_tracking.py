@@ -228,6 +228,8 @@ def test_disabled_tracking_touches_nothing(tmp_path, caplog):
     with Tracker(_cfg(f"sqlite:///{db}", "off", "tracking.enabled=false")) as tracker:
         _exercise(tracker, tmp_path)
     assert tracker.run_id is None and not db.parent.exists() and not _warnings(caplog)
+    with pytest.raises(ValueError, match="expected a number"):  # a caller bug shows anyway
+        tracker.log_metrics({"loss": [1.0]})
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -375,7 +375,9 @@ def _build_source(
     return proxies
 
 
-def _build_target(folder: Path, tiles: list[ReferenceTile], plan: list[Mixture], seed: int):
+def _build_target(
+    folder: Path, tiles: list[ReferenceTile], plan: list[Mixture], seed: int
+) -> np.ndarray:
     """The mixtures, their proxies and ``target.csv`` (written last)."""
     from dgqa_ray import distortions
 

@@ -18,6 +18,7 @@ file and to the environment, never printed (``repr`` hides them).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
@@ -153,6 +154,8 @@ class SeaweedS3Server:
                 start_new_session=True,  # its own process group: stopped as one
             )
         server = cls(process, data_dir, s3, log_path, access_key, secret_key, owns_dir)
+        # weed runs in its own session, so it would outlive a crashed caller: stop it at exit.
+        atexit.register(server.stop)
         try:
             server._wait_ready(timeout_s)
         except BaseException:
