@@ -20,9 +20,9 @@ epoch) are not timed.
 Settings: on CPU, resnet18, 224 crops, batch 32, fp32, one worker with all cores (torch threads
 = cores; Ray gets one more logical CPU so decoding tasks can run next to the worker). On CUDA,
 ResNet-50, bf16 autocast, channels_last, batch 256, one GPU worker with 2 CPUs, the other cores
-decoding. Peak memory is sampled every 0.25 s: this process's RSS during the plain epochs, and
-the proportional set size (PSS, shared pages counted once) summed over this process and every
-Ray process it started during the Ray epochs.
+decoding. Peak memory: this process's RSS during the plain epochs (sampled every 0.25 s), and the
+proportional set size (PSS, shared pages counted once) summed over this process and every Ray
+process it started during the Ray epochs (every 3 s: reading PSS costs CPU).
 
 Entry points: :func:`run_training_benchmark`; :func:`main` (``jobs/benchmark.py training``)::
 
@@ -101,22 +101,30 @@ def _psutil():
 
 
 class PeakMemory:
-    """Samples memory in a thread: RSS of this process, and PSS (RSS when PSS is unreadable)
-    summed over this process and all its descendants (the Ray processes it started)."""
+    """Samples memory in a thread: this process's RSS every ``interval_s``, and, with ``tree``,
+    the PSS (RSS where PSS is unreadable) summed over this process and all its descendants (the
+    Ray processes it started) every ``tree_interval_s``.
 
-    def __init__(self, interval_s: float = 0.25, tree: bool = True) -> None:
+    PSS counts shared pages once (torch's libraries are mapped by every Ray worker), but reading
+    it walks each process's page tables: ~5 ms per process, so it is sampled rarely, or the
+    sampler itself would take a visible share of a 2-core machine.
+    """
+
+    def __init__(
+        self, interval_s: float = 0.25, tree: bool = True, tree_interval_s: float = 3.0
+    ) -> None:
         self.interval_s = interval_s
         self.tree = tree
+        self.tree_interval_s = tree_interval_s
         self.peak_self_rss = 0
         self.peak_tree = 0
-        self.loads: list[float] = []  # 1-minute load average at each sample
         self.tree_metric = "PSS"
+        self.loads: list[float] = []  # 1-minute load average at each tree sample
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _tree_bytes(self, me) -> int:
         psutil = _psutil()
-
         total = 0
         for proc in [me, *me.children(recursive=True)]:
             try:
@@ -132,17 +140,17 @@ class PeakMemory:
         return total
 
     def _run(self) -> None:
-        psutil = _psutil()
-
-        me = psutil.Process()
-        while not self._stop.is_set():
-            self.sample(me)
-            self._stop.wait(self.interval_s)
+        me = _psutil().Process()
+        last_tree = time.monotonic()
+        while not self._stop.wait(self.interval_s):
+            self.peak_self_rss = max(self.peak_self_rss, me.memory_info().rss)
+            if self.tree and time.monotonic() - last_tree >= self.tree_interval_s:
+                self.sample(me)
+                last_tree = time.monotonic()
 
     def sample(self, me=None) -> None:
-        psutil = _psutil()
-
-        me = me or psutil.Process()
+        """One full sample (RSS, load and, with ``tree``, the tree's PSS)."""
+        me = me or _psutil().Process()
         self.loads.append(os.getloadavg()[0])
         self.peak_self_rss = max(self.peak_self_rss, me.memory_info().rss)
         if self.tree:
@@ -150,8 +158,8 @@ class PeakMemory:
 
     @property
     def mean_load(self) -> float:
-        """Mean 1-minute load average while sampling: a load far above the cores used means
-        other processes took CPU time, and the rates of this phase are not comparable."""
+        """Mean 1-minute load average over the samples: far above the cores used means other
+        processes took CPU time, and the rates measured meanwhile are not comparable."""
         return float(np.mean(self.loads)) if self.loads else float("nan")
 
     def __enter__(self) -> PeakMemory:
