@@ -4,16 +4,14 @@ The driver builds one ``TorchTrainer`` (:func:`build_trainer`) for either model;
 runs :func:`train_loop_per_worker`, the same loop for both::
 
     from dgqa_ray.config import load_config
-    from dgqa_ray.data.pipelines import read_dataset
-    from dgqa_ray.data.splits import split_by_reference
-    from dgqa_ray.train import fit_regressor
+    from dgqa_ray.train import fit_regressor, init_ray_for_training, load_trained_model, split_datasets
 
     cfg = load_config("demo")
-    ds = read_dataset(cfg.storage, "embedded-source")
-    split = ...                                              # paper_splits(...)[i]
-    result = fit_regressor(cfg, dict(train=split.select(ds, "train"), val=split.select(ds, "test")),
-                           run_name="demo-regressor-0", dist_types=[1, 3, 10])
+    init_ray_for_training(cfg)                       # local Ray with a CPU spare for decoding
+    datasets = split_datasets(cfg, cfg.storage, "kadid10k", split_index=0)  # {"train", "val"}
+    result = fit_regressor(cfg, datasets, run_name="demo-regressor-0", dist_types=[1, 3, 10])
     result.best_checkpoint, result.history[-1]["val_srcc"]
+    model, progress = load_trained_model(result.best_checkpoint, cfg)
 
 What a run does (DESIGN.md sections 7 and 8):
 
