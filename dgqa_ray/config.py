@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import os
 import re
 import types
 import typing
@@ -57,8 +58,13 @@ BACKBONES = ("resnet18", "resnet34", "resnet50")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 AMP_MODES = ("bf16", "none")
 SELECTION_RULES = ("mean_prob", "topk_vote")
-STAGES = ("data", "classifier", "selection", "regressor")
-"""Pipeline stages a rerun may be told to redo instead of reusing their outputs."""
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+"""Ray placement group strategies for the Train workers (``ScalingConfig.placement_strategy``)."""
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+"""Environment variable that, for the jobs, overrides the config's ``tracking.tracking_uri``."""
+STAGES = ("data", "classifier", "selection", "regressors", "all")
+"""Pipeline stages a rerun may be told to redo instead of reusing their outputs (``all``: every
+stage)."""
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _URI_SCHEMES = ("s3", "file")
@@ -247,6 +253,11 @@ class TrainConfig:
     max_failures: int = 2
     """Worker-group restarts Ray Train tries (from the last checkpoint) before giving up;
     -1: unlimited."""
+    placement_strategy: str = "PACK"
+    """How Ray places the workers on nodes: PACK (Ray's default) fills as few nodes as
+    possible, which keeps DDP's gradient all-reduce on one machine when it fits; SPREAD puts
+    them on different nodes where it can (one GPU per node, or surviving a lost node);
+    STRICT_* fail instead of falling back."""
 
     def __post_init__(self) -> None:
         _normalise(self)
@@ -262,6 +273,7 @@ class TrainConfig:
         _check_range(self, "cpus_per_worker", low=1)
         _check_range(self, "seed", low=0)
         _check_range(self, "max_failures", low=-1)
+        _check_choice(self, "placement_strategy", PLACEMENT_STRATEGIES)
         if self.batch_size % self.num_workers:
             raise ConfigError(
                 f"train.batch_size: {self.batch_size} is not divisible by train.num_workers "
@@ -342,6 +354,77 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """Ray Tune searches around the selection (``jobs/tune_tau.py``, ``jobs/gds_search.py``).
+
+    Each trial trains regressors on one domain set and scores them on the target; the cost of a
+    trial is ``splits`` regressors of ``epochs`` epochs (docs/search.md)."""
+
+    _section: ClassVar[str] = "search"
+
+    taus: tuple[float, ...] = ()
+    """mean_prob thresholds to sweep; empty: 0.5, 0.75, 1, 1.25 and 1.5 times 1/25."""
+    rules: tuple[str, ...] = ("mean_prob", "topk_vote")
+    """Rules in the tau sweep; ``topk_vote`` ignores tau and adds one trial
+    (``selection.k``, ``selection.share``)."""
+    splits: int = 1
+    """Source splits per trial (the first ``splits`` of the paper's ``eval.n_splits``); the
+    trial's score is the median target SRCC over them."""
+    epochs: int | None = None
+    """Regressor epochs per trial; None: ``train.epochs``."""
+    max_concurrent: int = 0
+    """Trials at once; 0: as many as the cluster's CPUs (or GPUs) hold, each trial needing
+    ``train.num_workers x train.cpus_per_worker`` CPUs, one CPU kept for Ray Data."""
+    gds_start: str = "empty"
+    """Greedy search start: ``empty`` (paper 4.5) or ``dgds`` (the configured rule's set)."""
+    gds_max_rounds: int = 25
+    """Greedy rounds at most (one type added per round)."""
+    gds_max_size: int = 25
+    """Stop once the set holds this many types."""
+    gds_candidates: tuple[int, ...] = ()
+    """KADID ids the greedy search may add; empty: all 25."""
+    gds_min_gain: float = 0.0
+    """A round must raise the best target SRCC by more than this, or the search stops."""
+    early_stop: bool = False
+    """ASHA: trials report target SRCC every epoch and the weakest stop early (each epoch
+    then costs a Ray Train start and a target evaluation)."""
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        for tau in self.taus:
+            if not 0.0 < float(tau) < 1.0:
+                raise ConfigError(f"search.taus: expected values in (0, 1), got {tau!r}")
+        if not self.rules:
+            raise ConfigError("search.rules: expected at least one of mean_prob, topk_vote")
+        for rule in self.rules:
+            if rule not in SELECTION_RULES:
+                raise ConfigError(
+                    f"search.rules: invalid rule {rule!r}; allowed: {', '.join(SELECTION_RULES)}"
+                )
+        _check_range(self, "splits", low=1)
+        if self.epochs is not None:
+            _check_range(self, "epochs", low=1)
+        _check_range(self, "max_concurrent", low=0)
+        _check_choice(self, "gds_start", ("empty", "dgds"))
+        _check_range(self, "gds_max_rounds", low=1)
+        _check_range(self, "gds_max_size", low=1, high=NUM_KADID_TYPES)
+        _check_type_ids(self, "gds_candidates")
+        _check_range(self, "gds_min_gain", low=0.0)
+
+    @property
+    def resolved_taus(self) -> tuple[float, ...]:
+        """``taus``, or the default grid around 1/25."""
+        if self.taus:
+            return tuple(float(t) for t in self.taus)
+        return tuple(f / NUM_KADID_TYPES for f in (0.5, 0.75, 1.0, 1.25, 1.5))
+
+    @property
+    def resolved_candidates(self) -> tuple[int, ...]:
+        """``gds_candidates``, or all 25 types, sorted."""
+        return tuple(sorted(self.gds_candidates or range(1, NUM_KADID_TYPES + 1)))
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     """MLflow: where runs are recorded. Credentials, if any, come from the environment."""
 
@@ -381,12 +464,14 @@ class PipelineConfig:
     """Local folder for what the driver prints and plots (copies of reports, charts)."""
     redo: tuple[str, ...] = ()
     """Stages to recompute even if their outputs exist (any of data, classifier, selection,
-    regressor); empty: reuse everything finished."""
+    regressors, all); a redone training starts over from epoch 0. Empty: reuse everything
+    finished."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
@@ -404,6 +489,10 @@ class PipelineConfig:
         for stage in self.redo:
             if stage not in STAGES:
                 raise ConfigError(f"redo: invalid stage {stage!r}; allowed: {', '.join(STAGES)}")
+        if self.search.splits > self.eval.n_splits:
+            raise ConfigError(
+                f"search.splits: {self.search.splits} exceeds eval.n_splits {self.eval.n_splits}"
+            )
         if self.selection.k > self.model.num_classes:
             raise ConfigError(
                 f"selection.k: {self.selection.k} exceeds model.num_classes "
@@ -426,10 +515,10 @@ class PipelineConfig:
         return flat
 
     def redo_stage(self, stage: str) -> bool:
-        """True when ``stage`` must be recomputed even if its outputs exist."""
+        """True when ``stage`` must be recomputed even if its outputs exist (``all`` included)."""
         if stage not in STAGES:
             raise ValueError(f"stage: expected one of {', '.join(STAGES)}, got {stage!r}")
-        return stage in self.redo
+        return stage in self.redo or "all" in self.redo
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None, where: str = "config") -> PipelineConfig:
@@ -443,6 +532,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "selection": SelectionConfig,
     "eval": EvalConfig,
+    "search": SearchConfig,
     "tracking": TrackingConfig,
 }
 
@@ -596,8 +686,27 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str = "demo")
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    """The config named by ``--config`` with the ``--set`` overrides applied."""
-    return load_config(args.config, args.overrides)
+    """The config named by ``--config`` with the ``--set`` overrides applied.
+
+    The MLflow store of a job comes, in this order, from ``--set tracking.tracking_uri=...``,
+    the ``MLFLOW_TRACKING_URI`` environment variable, then the YAML file or preset. So a
+    cluster whose nodes export ``MLFLOW_TRACKING_URI`` sends every job to the team's server
+    without editing presets, and the resolved config (saved with the run, logged as MLflow
+    params) names the store actually used. Its credentials stay in the environment
+    (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``): a URI carrying a password is refused.
+    """
+    overrides = list(args.overrides)
+    env_uri = os.environ.get(TRACKING_URI_ENV, "").strip()
+    set_on_command_line = any(
+        item.partition("=")[0].strip() == "tracking.tracking_uri" for item in overrides
+    )
+    if env_uri and not set_on_command_line:
+        try:
+            TrackingConfig(tracking_uri=env_uri)
+        except ConfigError as e:
+            raise ConfigError(f"{TRACKING_URI_ENV} (environment): {e}") from None
+        overrides.insert(0, f"tracking.tracking_uri={env_uri}")
+    return load_config(args.config, overrides)
 
 
 # --------------------------------------------------------------------------------------------
@@ -813,3 +922,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def with_search_overrides(cfg: PipelineConfig, max_concurrent: int | None = None) -> PipelineConfig:
+    """``cfg`` with a job's ``--max-concurrent`` (when given) applied to ``search``."""
+    if max_concurrent is None:
+        return cfg
+    search = dataclasses.replace(cfg.search, max_concurrent=max_concurrent)
+    return dataclasses.replace(cfg, search=search)

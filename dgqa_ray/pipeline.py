@@ -17,7 +17,7 @@ it. One MLflow parent run per pipeline run, nested runs per stage (``tracking.py
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,7 +28,6 @@ import pandas as pd
 from dgqa_ray.config import PipelineConfig, save_config
 from dgqa_ray.data import storage
 
-STAGES = ("data", "classifier", "selection", "regressors")
 EMBEDDED = "embedded"
 ROLES = ("classifier", "source", "target")
 
@@ -209,17 +208,179 @@ def select_target_domains(
     return SelectionOutcome(selection, other, table, files)
 
 
+# -- stages shared by the pipeline and the searches -------------------------------------------
+
+
+@dataclass
+class PreparedRun:
+    """Everything up to the selection: what a pipeline run, a tau sweep or a greedy search
+    start from (``prepare_stages``)."""
+
+    cfg: PipelineConfig
+    run_dir: Path
+    roles: dict[str, RoleData]
+    target_types: list[int] | None
+    classifier: Any  # train.TrainResult
+    outcome: SelectionOutcome
+
+    @property
+    def source(self) -> RoleData:
+        return self.roles["source"]
+
+    @property
+    def target(self) -> RoleData:
+        return self.roles["target"]
+
+    def target_dataset(self):
+        from dgqa_ray.data.pipelines import read_dataset
+
+        return read_dataset(self.target.storage_uri, self.target.dataset)
+
+
+def _start_over(cfg: PipelineConfig, stage: str, run_name: str, log) -> None:
+    """``--redo <stage>``: a training starts from epoch 0 (its old checkpoints are removed)."""
+    from dgqa_ray.train import run_dir_uri
+
+    if _redo(cfg, stage):
+        folder = run_dir_uri(cfg.storage, run_name)
+        if storage.exists(folder):
+            _say(log, f"redo {stage}: removing the checkpoints of {run_name} at {folder}")
+            storage.delete_tree(folder)
+
+
+def train_classifier_stage(cfg: PipelineConfig, roles: dict[str, RoleData], tracker, log):
+    """F_D on the classifier dataset (split 0's training part; its held-out part validates)."""
+    from dgqa_ray.train import fit_classifier, split_datasets
+
+    data = roles["classifier"]
+    name = f"{cfg.run_name}-classifier"
+    _start_over(cfg, "classifier", name, log)
+    with tracker.nested("classifier") as run:
+        datasets = split_datasets(cfg, data.storage_uri, data.dataset, 0)
+        result = fit_classifier(cfg, datasets, run_name=name)
+        for epoch, entry in enumerate(result.history):
+            run.log_metrics(entry, step=epoch)
+        run.log_params({"checkpoint": result.best_checkpoint, "dataset": data.dataset})
+    _say(log, result.summary())
+    return result
+
+
+def selection_stage(cfg, classifier, target_ds, run_dir: Path, tracker, log) -> SelectionOutcome:
+    """The selection, logged as its own nested run; fails when nothing passes the rule."""
+    from dgqa_ray.selection import distortion_names
+
+    names = distortion_names()
+    with tracker.nested("selection") as run:
+        outcome = select_target_domains(
+            cfg,
+            classifier.best_checkpoint,
+            target_ds,
+            run_dir / "selection",
+            reuse=not (_redo(cfg, "selection") or _redo(cfg, "classifier")),
+            log=log,
+        )
+        selection, other = outcome.selection, outcome.other
+        selected = [int(t) for t in selection.selected]
+        run.log_params(
+            {
+                "rule": selection.rule,
+                **{f"rule_{k}": v for k, v in selection.params.items()},
+                "selected_types": ",".join(map(str, selected)),
+                "n_selected": len(selected),
+                f"{other.rule}_selected_types": ",".join(map(str, other.selected)),
+            }
+        )
+        run.log_metrics({"n_selected": len(selected)})
+        for path in outcome.files.values():
+            run.log_artifact(path)
+    _say(
+        log,
+        f"selection ({selection.rule}): {len(selected)} type(s): "
+        + ", ".join(f"#{t} {names.get(t, t)}" for t in selected),
+    )
+    _say(log, f"  ({other.rule} would select: {', '.join(map(str, other.selected))})")
+    return outcome
+
+
+def prepare_stages(
+    cfg: PipelineConfig, tracker, log: Callable[[str], None] = print, timings=None
+) -> PreparedRun:
+    """Data, classifier and selection (each reused when finished): the common start of the
+    pipeline and of the searches (``tune.py``)."""
+    from dgqa_ray.data.pipelines import read_dataset
+
+    timings = {} if timings is None else timings
+    run_dir = Path(cfg.output_dir) / "runs" / cfg.run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "config.yaml").exists():
+        save_config(cfg, str(run_dir / "config.yaml"))
+
+    t0 = time.monotonic()
+    roles, target_types = resolve_data(cfg, run_dir, log)
+    ingest_all(cfg, roles, log)
+    timings["data"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    classifier = train_classifier_stage(cfg, roles, tracker, log)
+    timings["classifier"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    target_ds = read_dataset(roles["target"].storage_uri, roles["target"].dataset)
+    outcome = selection_stage(cfg, classifier, target_ds, run_dir, tracker, log)
+    timings["selection"] = time.monotonic() - t0
+    return PreparedRun(cfg, run_dir, roles, target_types, classifier, outcome)
+
+
+def domain_key(dist_types: Sequence[int] | None) -> str:
+    """A stable name for a domain set: ``all``, or the sorted ids joined (``1-3-17``)."""
+    if dist_types is None:
+        return "all"
+    return "-".join(str(t) for t in sorted({int(t) for t in dist_types})) or "none"
+
+
+def train_and_evaluate(
+    cfg: PipelineConfig,
+    source: RoleData,
+    target_ds,
+    dist_types: Sequence[int] | None,
+    split: int,
+    run_name: str,
+    eval_dir: str | Path,
+) -> tuple[dict[str, float], pd.DataFrame, Any]:
+    """One regressor: trained (or resumed, or reused) on ``dist_types`` of source split
+    ``split``, then scored on the target. The per-image predictions are cached in
+    ``<eval_dir>/<run_name>.csv`` and reused while the regressor is unchanged.
+
+    Returns ``({"srcc", "plcc", "krcc"}, per-image predictions, train.TrainResult)``.
+    """
+    from dgqa_ray.metrics import krcc, plcc, srcc
+    from dgqa_ray.train import fit_regressor, split_datasets
+
+    datasets = split_datasets(cfg, source.storage_uri, source.dataset, split)
+    result = fit_regressor(cfg, datasets, run_name=run_name, dist_types=dist_types)
+    cache = Path(eval_dir) / f"{run_name}.csv"
+    if cache.exists() and result.epochs_trained_now == 0:
+        per_image = pd.read_csv(cache)
+    else:
+        per_image = evaluate_on_target(result.best_checkpoint, cfg, target_ds)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".csv.tmp")
+        per_image.to_csv(tmp, index=False)
+        tmp.replace(cache)
+    y, p = per_image["score"].to_numpy(), per_image["predicted"].to_numpy()
+    metrics = {"srcc": srcc(p, y), "plcc": plcc(p, y), "krcc": krcc(p, y)}
+    return metrics, per_image, result
+
+
 # -- the flow ----------------------------------------------------------------------------------
 
 
 def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> PipelineResult:
     """Run (or resume) the whole pipeline; see the module docstring."""
     from dgqa_ray import reports
-    from dgqa_ray.data.pipelines import read_dataset
-    from dgqa_ray.metrics import krcc, plcc, srcc
     from dgqa_ray.selection import distortion_names
     from dgqa_ray.tracking import Tracker, mlflow_ui_command
-    from dgqa_ray.train import fit_classifier, fit_regressor, init_ray_for_training, split_datasets
+    from dgqa_ray.train import init_ray_for_training
 
     started = time.monotonic()
     timings: dict[str, float] = {}
@@ -234,88 +395,33 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
         tracker.log_config(cfg)
         tracker.set_tags({"stage": "running"})
 
-        # 1. data
-        t0 = time.monotonic()
-        roles, target_types = resolve_data(cfg, run_dir, log)
-        ingest_all(cfg, roles, log)
-        timings["data"] = time.monotonic() - t0
-
-        # 2. classifier
-        t0 = time.monotonic()
-        clf_data = roles["classifier"]
-        with tracker.nested("classifier") as run:
-            datasets = split_datasets(cfg, clf_data.storage_uri, clf_data.dataset, 0)
-            clf = fit_classifier(cfg, datasets, run_name=f"{cfg.run_name}-classifier")
-            for epoch, entry in enumerate(clf.history):
-                run.log_metrics(entry, step=epoch)
-            run.log_params({"checkpoint": clf.best_checkpoint, "dataset": clf_data.dataset})
-        _say(log, clf.summary())
-        timings["classifier"] = time.monotonic() - t0
-
-        # 3. selection
-        t0 = time.monotonic()
-        target = roles["target"]
-        target_ds = read_dataset(target.storage_uri, target.dataset)
-        with tracker.nested("selection") as run:
-            outcome = select_target_domains(
-                cfg,
-                clf.best_checkpoint,
-                target_ds,
-                run_dir / "selection",
-                reuse=not (_redo(cfg, "selection") or _redo(cfg, "classifier")),
-                log=log,
-            )
-            selection, other = outcome.selection, outcome.other
-            other_rule = other.rule
-            selected = [int(t) for t in selection.selected]
-            run.log_params(
-                {
-                    "rule": selection.rule,
-                    **{f"rule_{k}": v for k, v in selection.params.items()},
-                    "selected_types": ",".join(map(str, selected)),
-                    "n_selected": len(selected),
-                    f"{other_rule}_selected_types": ",".join(map(str, other.selected)),
-                }
-            )
-            run.log_metrics({"n_selected": len(selected)})
-            for path in outcome.files.values():
-                run.log_artifact(path)
-        _say(
-            log,
-            f"selection ({selection.rule}): {len(selected)} type(s): "
-            + ", ".join(f"#{t} {names.get(t, t)}" for t in selected),
-        )
-        _say(log, f"  ({other_rule} would select: {', '.join(map(str, other.selected))})")
+        # 1-3. data, classifier, selection
+        prepared = prepare_stages(cfg, tracker, log, timings)
+        selection, other = prepared.outcome.selection, prepared.outcome.other
+        selected = [int(t) for t in selection.selected]
+        target_types = prepared.target_types
         if not selected:
             raise RuntimeError(
                 "selection: no source type passed the rule; lower selection.tau or use "
                 "selection.rule=topk_vote"
             )
-        timings["selection"] = time.monotonic() - t0
+        target_ds = prepared.target_dataset()
 
         # 4. regressors and evaluation
         t0 = time.monotonic()
-        source = roles["source"]
         rows = []
         eval_dir = run_dir / "evaluation"
-        eval_dir.mkdir(exist_ok=True)
         variants = {"baseline": None, "dgqa": selected}
         for split in range(cfg.eval.n_splits):
-            datasets = split_datasets(cfg, source.storage_uri, source.dataset, split)
             for variant, dist_types in variants.items():
                 name = f"{cfg.run_name}-regressor-{variant}-split{split}"
+                _start_over(cfg, "regressors", name, log)
                 with tracker.nested(name) as run:
-                    result = fit_regressor(cfg, datasets, run_name=name, dist_types=dist_types)
+                    metrics, _, result = train_and_evaluate(
+                        cfg, prepared.source, target_ds, dist_types, split, name, eval_dir
+                    )
                     for epoch, entry in enumerate(result.history):
                         run.log_metrics(entry, step=epoch)
-                    cache = eval_dir / f"{name}.csv"
-                    if cache.exists() and result.epochs_trained_now == 0:
-                        per_image = pd.read_csv(cache)
-                    else:
-                        per_image = evaluate_on_target(result.best_checkpoint, cfg, target_ds)
-                        per_image.to_csv(cache, index=False)
-                    y, p = per_image["score"].to_numpy(), per_image["predicted"].to_numpy()
-                    metrics = {"srcc": srcc(p, y), "plcc": plcc(p, y), "krcc": krcc(p, y)}
                     run.log_params(
                         {
                             "variant": variant,
@@ -327,7 +433,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
                         }
                     )
                     run.log_metrics({f"target_{k}": v for k, v in metrics.items()})
-                    run.log_artifact(str(cache))
+                    run.log_artifact(str(eval_dir / f"{name}.csv"))
                 rows.append(
                     {
                         "variant": variant,
@@ -362,7 +468,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
             results,
             selected,
             selection.rule,
-            other_rule,
+            other.rule,
             other.selected,
             target_types,
             names,
@@ -431,6 +537,10 @@ def _write_report(
     )
     lines += ["", f"The other rule, `{other_rule}`, would select: {list(other_selected)}.", ""]
     lines += ["## Target SRCC/PLCC (median over splits)", "", reports.markdown_table(results), ""]
+    lines += [
+        reports.selections_across_targets(cfg.output_dir, _reference_dir(), truth=target_types),
+        "",
+    ]
     lines += ["## Timings", ""]
     lines += [f"- {stage}: {seconds:.0f} s" for stage, seconds in timings.items()]
     path = run_dir / "report.md"

@@ -395,3 +395,73 @@ def write_bytes(uri: str, data: bytes) -> None:
         path = Path(uri.removeprefix("file://"))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Selections across targets (the form of the paper's Table 2)
+# --------------------------------------------------------------------------------------------
+
+
+def paper_selections(path: str | Path) -> dict[str, list[int]]:
+    """Every target's DGDS selection in the paper's Table 2, as ``{"paper: livec": [...]}``."""
+    table = pd.read_csv(path)
+    return {
+        f"paper: {row.target}": [int(t) for t in str(row.selected_dist_types).split(";") if t]
+        for row in table.itertuples(index=False)
+    }
+
+
+def run_selections(output_dir: str | Path) -> dict[str, list[int]]:
+    """The selection of every pipeline run under ``<output_dir>/runs`` (its
+    ``selection/selection.json``), labelled ``<run>: <target>``, in name order."""
+    import json
+
+    import yaml
+
+    found: dict[str, list[int]] = {}
+    for path in sorted(Path(output_dir).glob("runs/*/selection/selection.json")):
+        run_dir = path.parent.parent
+        target = "?"
+        config = run_dir / "config.yaml"
+        if config.exists():
+            data = (yaml.safe_load(config.read_text()) or {}).get("data", {})
+            target = data.get("target_subset") or data.get("target_dataset") or "?"
+        selected = json.loads(path.read_text()).get("selected", [])
+        found[f"{run_dir.name}: {target}"] = [int(t) for t in selected]
+    return found
+
+
+def selection_matrix(selections: dict[str, Sequence[int]], num_types: int = 25) -> pd.DataFrame:
+    """One row per labelled selection, one column per KADID type (``#1``..``#25``) holding
+    ``x`` where selected, and the count: the layout of the paper's Table 2."""
+    rows = []
+    for label, selected in selections.items():
+        chosen = {int(t) for t in selected}
+        bad = sorted(t for t in chosen if not 1 <= t <= num_types)
+        if bad:
+            raise ValueError(f"selections[{label!r}]: type ids out of 1..{num_types}: {bad}")
+        row: dict[str, Any] = {"target": label}
+        row.update({f"#{t}": "x" if t in chosen else "" for t in range(1, num_types + 1)})
+        row["n"] = len(chosen)
+        rows.append(row)
+    columns = ["target", *(f"#{t}" for t in range(1, num_types + 1)), "n"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def selections_across_targets(
+    output_dir: str | Path,
+    reference_dir: str | Path,
+    extra: dict[str, Sequence[int]] | None = None,
+    truth: Sequence[int] | None = None,
+) -> str:
+    """A markdown section: ``extra`` rows, every pipeline run's selection under
+    ``output_dir``, the embedded target's true mixture types when given, and the paper's
+    Table 2 rows, as one ``selection_matrix``."""
+    rows: dict[str, Sequence[int]] = dict(extra or {})
+    rows.update(run_selections(output_dir))
+    if truth:
+        rows["the embedded target's mixture types (truth)"] = list(truth)
+    rows.update(paper_selections(Path(reference_dir) / "paper_table2_selected_domains.csv"))
+    return "## Selections across targets (the form of the paper's Table 2)\n\n" + markdown_table(
+        selection_matrix(rows)
+    )

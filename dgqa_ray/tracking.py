@@ -306,13 +306,18 @@ class Tracker:
     or after the first MLflow failure, every method does nothing.
     """
 
-    def __init__(self, cfg: PipelineConfig, *, run_name: str | None = None) -> None:
+    def __init__(
+        self, cfg: PipelineConfig, *, run_name: str | None = None, resume_key: str | None = None
+    ) -> None:
         if not isinstance(cfg, PipelineConfig):
             raise ValueError(f"cfg: expected a PipelineConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         self.tracking = cfg.tracking
         self.enabled = bool(cfg.tracking.enabled)
         self.run_name = run_name or cfg.run_name
+        self.resume_key = resume_key
+        """With a key, the latest parent run tagged with it is reopened instead of a new one
+        (a resumed sweep keeps one parent run)."""
         self.tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
         self.failure: str | None = None
         """What failed, once something did (the tracker is a no-op from then on)."""
@@ -391,11 +396,23 @@ class Tracker:
                 experiment_id = experiment.experiment_id
         else:
             experiment_id = experiment.experiment_id
-        run = client.create_run(
-            experiment_id,
-            run_name=self.run_name,
-            tags={MLFLOW_RUN_NAME: self.run_name, "dgqa.stage": "pipeline"},
-        )
+        run = None
+        if self.resume_key is not None:
+            found = client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.`dgqa.resume_key` = '{self.resume_key}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+            if found:
+                run = found[0]
+                client.update_run(run.info.run_id, status="RUNNING")
+                log.info("MLflow: reopened run %s (%s)", run.info.run_id, self.run_name)
+        if run is None:
+            tags = {MLFLOW_RUN_NAME: self.run_name, "dgqa.stage": "pipeline"}
+            if self.resume_key is not None:
+                tags["dgqa.resume_key"] = self.resume_key
+            run = client.create_run(experiment_id, run_name=self.run_name, tags=tags)
         self._experiment_id = experiment_id
         self._client = client
         self.parent.run_id = run.info.run_id
@@ -447,6 +464,22 @@ class Tracker:
             raise
         else:
             child._end("FINISHED")
+
+    def child_tags(self, tag: str) -> list[str]:
+        """The values of ``tag`` on the parent's nested runs (e.g. the trials a reopened
+        sweep has logged already); empty when tracking is off or fails."""
+        if not self.active or self.parent.run_id is None:
+            return []
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        runs = self._guarded(
+            "list nested runs",
+            self._client.search_runs,
+            [self._experiment_id],
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent.run_id}'",
+            max_results=10000,
+        )
+        return [r.data.tags[tag] for r in runs or [] if tag in r.data.tags]
 
     # -- the parent run's logging -----------------------------------------------------------
 

@@ -5,6 +5,7 @@ Usage:
     python jobs/benchmark.py distortions --threads 2 --types 1,2,3
     python jobs/benchmark.py data                           # Ray Data training view vs DataLoader
     python jobs/benchmark.py training                       # Ray Train + Ray Data vs plain torch
+    python jobs/benchmark.py search                         # tau sweep: parallel vs serial trials
     ray job submit --working-dir . -- python jobs/benchmark.py distortions
 
 Results go to ``dgqa_output/benchmarks/<mode>.csv`` unless ``--out`` says otherwise.
@@ -71,6 +72,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--out", default="dgqa_output/benchmarks/data.csv", help="CSV path (default: %(default)s)"
     )
     sub.add_parser(
+        "search",
+        help="the same tau sweep with trials in parallel vs one at a time",
+        add_help=False,
+    )
+    sub.add_parser(
         "training",
         help="regressor training img/s: Ray Train + Ray Data vs a plain torch loop",
         add_help=False,
@@ -94,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             out_csv=args.out,
         )
         return 0
+    if args.mode == "search":
+        from dgqa_ray.benchmarks.search import main as search_main
+
+        return search_main(rest)
     if args.mode == "training":
         from dgqa_ray.benchmarks.training import main as training_main
 

@@ -19,7 +19,7 @@ import sys
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from dgqa_ray.config import add_config_arguments
+    from dgqa_ray.config import STAGES, add_config_arguments
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -29,7 +29,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--redo",
         action="append",
         default=[],
-        choices=["data", "classifier", "selection", "regressors", "all"],
+        choices=STAGES,
         help="recompute this stage even if a finished result exists (repeatable)",
     )
     return parser
