@@ -168,40 +168,6 @@ def _trial_runs(cfg, parent_name: str):
 
 
 @pytest.mark.slow
-def test_tau_sweep_runs_trials_in_parallel_and_mlflow_holds_one_run_per_trial(search_setup):
-    tmp, cfg, path = search_setup
-    taus = [0.03, 0.04, 0.05]
-    done = _job("tune_tau.py", path, "--name", "sweep", "--set", f"search.taus={taus}")
-    assert "up to 2 at once" in done.stdout  # 3 logical CPUs, 1 per trial, 1 for Ray Data
-
-    out = tmp / "out" / "runs" / "tinysearch" / "search" / "sweep"
-    table = pd.read_csv(out / "trials.csv")
-    assert sorted(table["tau"]) == taus and set(table["rule"]) == {"mean_prob"}
-    # A higher tau keeps a subset of the types a lower one keeps.
-    sets = [set(json.loads(s)) for s in table.sort_values("tau")["domain_set"]]
-    assert sets[0] >= sets[1] >= sets[2]
-    scored = table[table["status"] == "done"]
-    assert len(scored) >= 1 and scored["target_srcc"].between(-1, 1).all()
-    assert (out / "srcc_vs_tau.png").stat().st_size > 1000
-    report = (out / "report.md").read_text()
-    assert "# Tau sweep `sweep`" in report and "the form of the paper's Table 2" in report
-
-    parent, children = _trial_runs(cfg, "sweep")
-    assert parent.info.status == "FINISHED"
-    assert "best_target_srcc" in parent.data.metrics
-    by_tau = {float(c.data.params["tau"]): c for c in children}
-    assert sorted(by_tau) == taus
-    for tau, run in by_tau.items():
-        row = table[table["tau"] == tau].iloc[0]
-        assert run.data.params["rule"] == "mean_prob"
-        assert run.data.params["domain_set"] == row["domain_set"]
-        assert run.data.params["domain_key"] == row["domain_key"]
-        if row["status"] == "done":
-            assert math.isclose(run.data.metrics["target_srcc"], row["target_srcc"], abs_tol=1e-9)
-            assert "target_plcc" in run.data.metrics
-
-
-@pytest.mark.slow
 def test_gds_search_runs_two_rounds_over_four_candidates(search_setup):
     tmp, cfg, path = search_setup
     _job(
@@ -213,6 +179,9 @@ def test_gds_search_runs_two_rounds_over_four_candidates(search_setup):
         "search.gds_candidates=[1,3,9,17]",
         "--set",
         "search.gds_max_rounds=2",
+        # ASHA's path (per-epoch reports, the scheduler); with 1 epoch it stops no trial.
+        "--set",
+        "search.early_stop=true",
     )
     out = tmp / "out" / "runs" / "tinysearch" / "search" / "greedy"
     rounds = pd.read_csv(out / "rounds.csv")
@@ -251,31 +220,35 @@ def _finished_trials(experiment: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_resumes_without_rerunning_finished_trials(search_setup):
+def test_tau_sweep_killed_part_way_resumes_and_mlflow_holds_one_run_per_trial(search_setup):
     tmp, cfg, path = search_setup
-    taus = "[0.035,0.045,0.055]"
-    args = ["--name", "resumed", "--max-concurrent", "1", "--set", f"search.taus={taus}"]
-    experiment = tmp / "storage" / "tune" / "resumed"
+    taus = [0.03, 0.04, 0.05]
+    args = ["--name", "sweep", "--set", f"search.taus={taus}"]
+    experiment = tmp / "storage" / "tune" / "sweep"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     env.pop("RAY_ADDRESS", None)
-    first = subprocess.Popen(
-        [sys.executable, str(REPO / "jobs" / "tune_tau.py"), "--config", path, *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the kill takes its local Ray too
-    )
-    try:
-        deadline = time.monotonic() + 600
-        while not _terminated_in_state(experiment) and time.monotonic() < deadline:
-            assert first.poll() is None, "the sweep ended before it could be killed"
-            time.sleep(1)
-        before = _finished_trials(experiment)
-        assert before, "no trial finished within 10 minutes"
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
+    log = tmp / "first_attempt.log"
+    with log.open("w") as out:
+        first = subprocess.Popen(
+            [sys.executable, str(REPO / "jobs" / "tune_tau.py"), "--config", path, *args],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the kill takes its local Ray too
+        )
+        try:
+            deadline = time.monotonic() + 600
+            while not _terminated_in_state(experiment) and time.monotonic() < deadline:
+                assert first.poll() is None, log.read_text()[-5000:]
+                time.sleep(1)
+            before = _finished_trials(experiment)
+            assert before, "no trial finished within 10 minutes"
+        finally:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    # 3 logical CPUs, 1 per trial and 1 for Ray Data: two trials ran at once.
+    assert "up to 2 at once" in log.read_text()
     assert len(before) < 3, "every trial had finished: nothing left to resume"
 
     _job("tune_tau.py", path, *args)
@@ -284,8 +257,30 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(search_setup):
     for trial, reports in before.items():
         assert after[trial] == reports, f"{trial} reported again after the restart"
 
-    table = pd.read_csv(tmp / "out" / "runs" / "tinysearch" / "search" / "resumed" / "trials.csv")
-    assert (table["status"] == "done").sum() + (table["status"] == "empty set").sum() == 3
-    parent, children = _trial_runs(cfg, "resumed")
+    out = tmp / "out" / "runs" / "tinysearch" / "search" / "sweep"
+    table = pd.read_csv(out / "trials.csv")
+    assert sorted(table["tau"]) == taus and set(table["rule"]) == {"mean_prob"}
+    # A higher tau keeps a subset of the types a lower one keeps.
+    sets = [set(json.loads(s)) for s in table.sort_values("tau")["domain_set"]]
+    assert sets[0] >= sets[1] >= sets[2]
+    assert set(table["status"]) <= {"done", "empty set"}
+    scored = table[table["status"] == "done"]
+    assert len(scored) >= 1 and scored["target_srcc"].between(-1, 1).all()
+    assert (out / "srcc_vs_tau.png").stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "# Tau sweep `sweep`" in report and "the form of the paper's Table 2" in report
+
+    # One parent run (reopened by the rerun), one nested run per trial, none twice.
+    parent, children = _trial_runs(cfg, "sweep")
     assert parent.info.status == "FINISHED"
-    assert sorted(float(c.data.params["tau"]) for c in children) == [0.035, 0.045, 0.055]
+    assert "best_target_srcc" in parent.data.metrics
+    by_tau = {float(c.data.params["tau"]): c for c in children}
+    assert sorted(by_tau) == taus and len(children) == 3
+    for tau, run in by_tau.items():
+        row = table[table["tau"] == tau].iloc[0]
+        assert run.data.params["rule"] == "mean_prob"
+        assert run.data.params["domain_set"] == row["domain_set"]
+        assert run.data.params["domain_key"] == row["domain_key"]
+        if row["status"] == "done":
+            assert math.isclose(run.data.metrics["target_srcc"], row["target_srcc"], abs_tol=1e-9)
+            assert "target_plcc" in run.data.metrics
