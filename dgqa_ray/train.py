@@ -460,6 +460,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         seconds = _all_reduce_max(stats["seconds"])
         data_seconds = _all_reduce_max(stats["data_seconds"])
         images = totals[0]
+        # Which Ray node each rank ran on and what it trained: shows a multi-node run's spread.
+        node_id = ray.get_runtime_context().get_node_id()
+        workers = _all_gather({"rank": rank, "node_id": node_id, "images": int(images_local)})
+        if rank == 0 and world > 1:
+            _say(
+                f"[{task} {run_name}] epoch {epoch + 1} images per worker: "
+                + ", ".join(
+                    f"rank {w['rank']} node {w['node_id'][:8]} {w['images']}" for w in workers
+                )
+            )
         entry: dict[str, float] = {
             "epoch": float(epoch),
             "session": float(session),
@@ -506,6 +516,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     "num_classes": num_classes if task == "classifier" else 1,
                     "dist_types": config.get("dist_types"),
                     "history": history,
+                    "workers": workers,  # this epoch: rank, Ray node id, images trained
                 }
                 with open(os.path.join(folder, PROGRESS_FILE), "w") as f:
                     json.dump(progress, f, indent=1)
@@ -687,7 +698,9 @@ def prepare_datasets(
     if keep is not None:
         train, val = filter_domains(train, keep), filter_domains(val, keep)
     crop = cfg.data.crop_size
-    train = training_view(train, crop=crop, seed=cfg.train.seed, epoch=start_epoch)
+    train = training_view(
+        train, crop=crop, seed=cfg.train.seed, epoch=start_epoch, hflip=cfg.data.hflip
+    )
     target = "dist_type" if task == "classifier" else "score"
     train = train.select_columns(["image", target])  # numeric columns only: torch batches
     val = evaluation_view(val, crop=crop, num_crops=cfg.data.eval_crops, seed=cfg.train.seed)
@@ -764,6 +777,7 @@ def build_trainer(
             num_workers=cfg.train.num_workers,
             use_gpu=cfg.train.use_gpu,
             resources_per_worker=resources,
+            placement_strategy=cfg.train.placement_strategy,
         ),
         run_config=RunConfig(
             name=run_name,

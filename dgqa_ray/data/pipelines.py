@@ -223,7 +223,9 @@ def _score_array(column) -> np.ndarray:
     return np.asarray(pc.fill_null(arr, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def _train_batch(batch: pa.Table, crop: int, seed: int | None, epoch: int) -> dict:
+def _train_batch(
+    batch: pa.Table, crop: int, seed: int | None, epoch: int, hflip: bool = True
+) -> dict:
     n = batch.num_rows
     epoch = epoch + _execution_index()
     ids = batch.column("image_id").to_pylist()
@@ -235,7 +237,7 @@ def _train_batch(batch: pa.Table, crop: int, seed: int | None, epoch: int) -> di
     encoded = batch.column("image").to_pylist()
     for out, i in enumerate(order):
         rng = fresh if fresh is not None else image_rng(seed, epoch, ids[i])
-        images[out] = random_crop(decode_image(encoded[i]), crop, rng, flip=True)
+        images[out] = random_crop(decode_image(encoded[i]), crop, rng, flip=hflip)
     return {
         "image": images,
         "score": _score_array(batch.column("score"))[order],
@@ -277,11 +279,12 @@ def training_view(
     block_shuffle: bool = True,
     cache_encoded: bool = False,
     batch_size: int = DECODE_BATCH,
+    hflip: bool = True,
 ):
     """Rows ``image`` (3, crop, crop) uint8, ``score``, ``dist_type``, ``image_id``.
 
     Each pass (epoch) decodes every image again and takes one uniformly placed crop, mirrored
-    left-right with probability 0.5. ``seed=None``: fresh randomness each epoch. ``seed=int``:
+    left-right with probability 0.5 (``hflip=False``: never mirrored). ``seed=None``: fresh randomness each epoch. ``seed=int``:
     the crops of image X in epoch e are a function of (seed, e, X), so a rerun repeats them and
     each epoch still differs (the epoch is Ray's execution count of this view, plus ``epoch``).
     ``score`` is NaN and ``dist_type`` is -1 where the dataset has nulls (unlabelled/authentic).
@@ -302,7 +305,7 @@ def training_view(
         _train_batch,
         batch_size=batch_size,
         batch_format="pyarrow",
-        fn_kwargs={"crop": crop, "seed": seed, "epoch": epoch},
+        fn_kwargs={"crop": crop, "seed": seed, "epoch": epoch, "hflip": hflip},
         zero_copy_batch=True,
     )
 

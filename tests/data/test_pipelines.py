@@ -147,6 +147,15 @@ def test_training_view_crops_flips_and_reshuffles_every_epoch(store, ray_local):
     assert all(np.array_equal(first[k], again[k]) for k in first)
 
 
+def test_training_view_without_hflip_never_mirrors(store, ray_local):
+    view = pipelines.training_view(
+        pipelines.read_dataset(store, "toy"), crop=32, seed=7, hflip=False
+    )
+    for image_id, crop in _epoch(view).items():
+        found, flipped = _is_window(crop, _source(int(image_id[3:])))
+        assert found and not flipped, image_id
+
+
 @pytest.mark.slow
 def test_cached_training_view_reads_once_and_still_recrops(store, ray_local, tmp_path):
     import shutil
