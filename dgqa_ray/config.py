@@ -435,7 +435,8 @@ class TrackingConfig:
     tracking_uri: str = "sqlite:///dgqa_output/mlflow.db"
     """A SQLite store in the working directory: needs no server, and ``mlflow ui
     --backend-store-uri sqlite:///dgqa_output/mlflow.db`` opens it (the file store is
-    deprecated)."""
+    deprecated). For the jobs, ``MLFLOW_TRACKING_URI`` in the environment overrides the file or
+    preset and ``--set tracking.tracking_uri=`` overrides both (docs/cluster.md)."""
     experiment_name: str = "dgqa"
     """MLflow experiment holding one parent run per pipeline run."""
 

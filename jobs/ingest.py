@@ -124,9 +124,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         adapter = open_adapter(args.dataset, args.root, **dict(args.option))
-    except (ValueError, TypeError) as e:
+        # Read and check the index before any Ray start: a bad layout fails in a second.
+        rows = len(adapter.index())
+    except (DatasetError, OSError, ValueError, TypeError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)
         return 1
+    print(f"{adapter.name}: index of {rows} images checked at {adapter.root}", flush=True)
 
     if not ray.is_initialized():
         if os.environ.get("RAY_ADDRESS"):  # ray job submit / an existing cluster

@@ -32,63 +32,15 @@ except ImportError:  # a bare checkout, e.g. a `ray job submit --working-dir .` 
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from dgqa_ray.config import add_config_arguments
+    from dgqa_ray import train_cli
 
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_config_arguments(parser)
-    parser.add_argument(
-        "--storage",
-        default=None,
-        help="local folder or s3://bucket/prefix holding the ingested dataset; checkpoints go "
-        "to <storage>/checkpoints/<run-name>/ (default: the config's storage)",
-    )
-    parser.add_argument(
-        "--dataset",
-        default=None,
-        help="name of the ingested classifier dataset under --storage (default: the config's "
-        "data.classifier_dataset)",
-    )
-    parser.add_argument(
-        "--split",
-        type=int,
-        default=0,
-        help="which reference-grouped split trains/validates, 0..eval.n_splits-1 (default: 0)",
-    )
-    parser.add_argument(
-        "--run-name",
-        default=None,
-        help="checkpoint folder name; the same name resumes (default: <run_name>-classifier)",
-    )
-    return parser
+    return train_cli.get_args_parser("classifier", __doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    from dgqa_ray import train_cli
 
-    from dgqa_ray.config import ConfigError, config_from_args
-    from dgqa_ray.train import format_history, init_ray_for_training, train_from_storage
-
-    try:
-        cfg = config_from_args(args)
-        init_ray_for_training(cfg)
-        result = train_from_storage(
-            "classifier",
-            cfg,
-            args.dataset,
-            split_index=args.split,
-            run_name=args.run_name,
-            storage_uri=args.storage,
-        )
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"train_classifier: error: {e}", file=sys.stderr)
-        return 1
-    print(format_history(result))
-    print(result.summary())
-    print(f"best checkpoint: {result.best_checkpoint}")
-    print(f"last checkpoint: {result.last_checkpoint}")
-    return 0
+    return train_cli.main("classifier", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -246,3 +246,12 @@ def test_argparse_helpers():
     cfg = config_from_args(args)
     assert cfg.model.backbone == "resnet50" and cfg.train.epochs == 2 and cfg.run_name == "x"
     assert config_from_args(parser.parse_args([])).run_name == "demo"
+
+
+def test_the_config_reference_in_the_docs_is_generated_from_the_code():
+    from pathlib import Path
+
+    from dgqa_ray.config_reference import update
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "pipeline.md"
+    assert update(doc, write=False), "docs/pipeline.md is stale: run jobs/config_reference.py"

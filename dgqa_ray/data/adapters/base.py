@@ -76,14 +76,18 @@ class Adapter(ABC):
 
     def index(self) -> pd.DataFrame:
         """The validated index: ``schema.INDEX_COLUMNS``, one row per image, in the index
-        file's order (images found by listing, like KADIS's generated ones, sorted by name)."""
-        rows = self._read()
-        return finalise_index(
-            rows,
-            dataset=self.name,
-            file=self.uri(self.index_file),
-            higher_is_better=self.higher_is_better,
-        )
+        file's order (images found by listing, like KADIS's generated ones, sorted by name).
+        Read once per adapter (a job validates it before starting Ray, ingestion uses it)."""
+        cached = getattr(self, "_index_cache", None)
+        if cached is None:
+            cached = finalise_index(
+                self._read(),
+                dataset=self.name,
+                file=self.uri(self.index_file),
+                higher_is_better=self.higher_is_better,
+            )
+            self._index_cache = cached
+        return cached.copy()
 
     @abstractmethod
     def _read(self) -> pd.DataFrame:
