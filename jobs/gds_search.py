@@ -22,41 +22,19 @@ and one MLflow parent run with a nested run per trial. See docs/search.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    from dgqa_ray.config import add_config_arguments
+def get_args_parser():
+    from dgqa_ray.tune import get_job_parser
 
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_config_arguments(parser, default="demo")
-    parser.add_argument(
-        "--name", default=None, help="search name; the same name resumes (default: <run>-gds)"
-    )
-    parser.add_argument(
-        "--max-concurrent",
-        type=int,
-        default=None,
-        help="trials at once (default: search.max_concurrent; 0 = as many as the cluster holds)",
-    )
-    return parser
+    return get_job_parser("gds", __doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dgqa_ray.config import ConfigError, config_from_args, with_search_overrides
-    from dgqa_ray.tune import run_gds_search, search_summary
+    from dgqa_ray.tune import job_main
 
-    args = get_args_parser().parse_args(argv)
-    try:
-        cfg = with_search_overrides(config_from_args(args), max_concurrent=args.max_concurrent)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"gds_search: error: {e}", file=sys.stderr)
-        return 2
-    print(search_summary(run_gds_search(cfg, name=args.name)))
-    return 0
+    return job_main("gds", __doc__, argv)
 
 
 if __name__ == "__main__":
