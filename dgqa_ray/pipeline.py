@@ -180,7 +180,11 @@ def select_target_domains(
     )
 
     table_path = Path(out_dir) / "similarity.csv"
-    if reuse and table_path.exists():
+    # The table is reused only for the checkpoint that made it (a retrained classifier, or
+    # another storage, makes a new one).
+    made_by = Path(out_dir) / "classifier_checkpoint.txt"
+    same = made_by.exists() and made_by.read_text().strip() == checkpoint
+    if reuse and table_path.exists() and same:
         table = read_similarity_table(table_path)
         _say(log, f"selection: reusing the similarity table {table_path}")
     else:
@@ -205,6 +209,8 @@ def select_target_domains(
         share_decimals=cfg.selection.share_decimals,
     )
     files = write_selection(selection, table, str(out_dir))
+    made_by.parent.mkdir(parents=True, exist_ok=True)
+    made_by.write_text(checkpoint + "\n")
     return SelectionOutcome(selection, other, table, files)
 
 

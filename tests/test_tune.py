@@ -168,11 +168,14 @@ def _trial_runs(cfg, parent_name: str):
 
 
 @pytest.mark.slow
-def test_gds_search_runs_two_rounds_over_four_candidates(search_setup):
+def test_gds_search_runs_two_rounds_over_four_candidates_on_s3(search_setup, s3_server):
     tmp, cfg, path = search_setup
+    store = s3_server.unique_uri("gds")  # datasets, checkpoints and Tune's experiments on S3
     _job(
         "gds_search.py",
         path,
+        "--set",
+        f"storage={store}",
         "--name",
         "greedy",
         "--set",
@@ -195,6 +198,10 @@ def test_gds_search_runs_two_rounds_over_four_candidates(search_setup):
     second_sets = [set(json.loads(s)) for s in trials[trials["round"] == 2]["domain_set"]]
     assert all(len(s) == 2 and int(first["added"]) in s for s in second_sets)
     assert "oracle upper bound" in (out / "report.md").read_text()
+    experiments = s3_server.client().list_objects_v2(
+        Bucket=s3_server.bucket, Prefix=store.split("/", 3)[3] + "/tune/greedy-round2/"
+    )
+    assert any(o["Key"].endswith("tuner.pkl") for o in experiments.get("Contents", []))
 
     parent, children = _trial_runs(cfg, "greedy")
     assert parent.data.tags.get("dgqa.search") == "gds"
