@@ -12,6 +12,7 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.ray_cluster",
+    "tests.fixtures.ray_cli",
     "tests.fixtures.s3_server",
     "tests.fixtures.datasets",
 ]

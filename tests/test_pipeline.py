@@ -7,111 +7,17 @@ must hold the selection and the metrics, and a rerun must reuse every finished s
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from dgqa_ray.config import load_config, save_config
+from dgqa_ray.config import save_config
+from tests.fixtures.configs import tiny_pipeline_config
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tiny_pipeline_config(tmp: Path):
-    """The demo preset shrunk to seconds of work per stage, everything under ``tmp``."""
-    return load_config(
-        "demo",
-        [
-            f"storage={tmp / 'storage'}",
-            f"output_dir={tmp / 'out'}",
-            "run_name=tiny",
-            f"tracking.tracking_uri=sqlite:///{tmp / 'mlflow.db'}",
-            "data.crop_size=32",
-            "data.eval_crops=2",
-            "data.embedded_classifier_refs=6",
-            "data.embedded_classifier_types_per_ref=5",
-            "data.embedded_source_refs=3",
-            "data.embedded_target_images=12",
-            "train.epochs=1",
-            "train.classifier_epochs=1",
-            "train.batch_size=16",
-            "train.eval_batch_size=64",
-            "train.cpus_per_worker=1",
-            "eval.n_splits=2",
-            "eval.train_fraction=0.67",
-        ],
-    )
-
-
-def _kill_processes_mentioning(text: str) -> None:
-    """Stop one Ray cluster's processes (found by its own temp dir in their command lines)
-    without touching any other Ray instance on the machine, as ``ray stop`` would."""
-    import signal
-
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            try:
-                os.kill(int(proc.name), signal.SIGKILL)
-            except OSError:
-                pass
-
-
-@pytest.fixture
-def ray_head():
-    """A Ray head node started with the CLI; its dashboard address; stopped afterwards."""
-    # A short temp dir: Ray's Unix socket paths live under it (limit ~107 characters).
-    temp_dir = tempfile.mkdtemp(prefix="dgqa-ray-", dir="/tmp")
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["RAY_AUTH_MODE"] = "token"
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    # Every port of this head is free and its own: other Ray instances on the machine (the
-    # session's local cluster) hold the defaults, and the dashboard agent's listen port
-    # clashing leaves job submission with "No available agent" forever.
-    gcs, dashboard, agent = _free_port(), _free_port(), _free_port()
-    ray = str(Path(sys.executable).parent / "ray")
-    started = subprocess.run(
-        [
-            ray,
-            "start",
-            "--head",
-            f"--port={gcs}",
-            f"--dashboard-port={dashboard}",
-            "--dashboard-host=127.0.0.1",
-            "--include-dashboard=true",
-            f"--dashboard-agent-listen-port={agent}",
-            "--num-cpus=3",
-            f"--temp-dir={temp_dir}",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    try:
-        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
-        yield f"http://127.0.0.1:{dashboard}", env
-    finally:
-        _kill_processes_mentioning(temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.mark.slow
