@@ -167,14 +167,16 @@ def train_one_epoch(
     Returns:
         ``loss`` (mean per image), ``images``, ``batches``, ``seconds`` (wall),
         ``data_seconds`` (time spent waiting for batches), ``images_per_second``, and for
-        the classifier ``accuracy`` (top-1).
+        the classifier ``accuracy`` (top-1). A one-image batch is skipped when the model has
+        BatchNorm (it cannot train on one image) and not counted.
     """
     _check_task(task)
     device = torch.device(device)
     model.train()
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    images = steps = 0
+    images = steps = skipped = 0
+    has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     data_seconds = 0.0
     start = time.perf_counter()
     iterator = iter(batches)
@@ -185,6 +187,12 @@ def train_one_epoch(
         except StopIteration:
             break
         data_seconds += time.perf_counter() - wait
+        if len(_column(batch, "image")) == 1 and has_batch_norm:
+            # BatchNorm cannot train on one image (a shard's last batch can be that small).
+            # Ray Train's equal split gives every worker the same batch sizes, so every DDP
+            # rank skips it alike and the gradient all-reduces stay paired.
+            skipped += 1
+            continue
         inputs = normalize_uint8(_column(batch, "image"), device, channels_last)  # (B, 3, H, W)
         targets = batch_targets(batch, task, device, num_classes)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -204,6 +212,8 @@ def train_one_epoch(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
+    if skipped:
+        log.info("train_one_epoch: skipped %d one-image batch(es) (BatchNorm)", skipped)
     if images == 0:
         log.warning("train_one_epoch: the batches were empty; nothing was trained")
     stats = {

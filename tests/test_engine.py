@@ -130,6 +130,16 @@ def test_training_options(regressor):
     assert empty["images"] == 0 and np.isnan(empty["loss"])
 
 
+def test_a_one_image_batch_is_skipped_not_fed_to_batch_norm(regressor):
+    # A shard's last batch can hold one image; BatchNorm raises on it in training mode.
+    batches = make_batches(n_batches=2, batch=3) + make_batches(n_batches=1, batch=1, seed=1)
+    optimizer = create_optimizer(TrainConfig(use_gpu=False), regressor)
+    stats_ = train_one_epoch(
+        regressor, batches, optimizer, create_loss("regressor"), CPU, task="regressor"
+    )
+    assert stats_["batches"] == 2 and stats_["images"] == 6 and np.isfinite(stats_["loss"])
+
+
 def test_task_and_batch_errors(regressor):
     optimizer = create_optimizer(TrainConfig(use_gpu=False), regressor)
     with pytest.raises(ValueError, match="task: invalid value 'ranking'"):
