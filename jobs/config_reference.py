@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     from dgqa_ray.config_reference import update
 
     args = get_args_parser().parse_args(argv)
-    current = update(args.doc, write=not args.check)
+    try:
+        current = update(args.doc, write=not args.check)
+    except (OSError, ValueError) as e:
+        print(f"config_reference: error: {e}", file=sys.stderr)
+        return 2
     if current:
         print(f"{args.doc}: config reference is current")
         return 0
