@@ -352,11 +352,7 @@ class TrialLog:
 def _trial_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("n_types", "domain_key", METRIC, "target_plcc", "target_krcc", "epoch")
     row = {k: metrics.get(k) for k in keys}
-    row["domain_set"] = (
-        str([int(t) for t in row["domain_key"].split("-")])
-        if row["domain_key"] not in (None, "none")
-        else "[]"
-    )
+    row["domain_set"] = str(_set_of(row))
     row["epochs"] = row.pop("epoch")
     return row
 
@@ -373,7 +369,7 @@ def _absolute(cfg: PipelineConfig) -> PipelineConfig:
     return dataclasses.replace(cfg, output_dir=out, storage=store)
 
 
-def _quiet_tracker(cfg: PipelineConfig):
+def quiet_tracker(cfg: PipelineConfig):
     """A tracker that records nothing (the search's stages are the pipeline's, already
     tracked by the pipeline's own runs)."""
     from dgqa_ray.tracking import Tracker
@@ -399,7 +395,7 @@ class SearchResult:
 def _prepare(cfg: PipelineConfig, name: str, log) -> tuple[Any, TrialContext, Path]:
     from dgqa_ray.pipeline import prepare_stages
 
-    prepared = prepare_stages(cfg, _quiet_tracker(cfg), log)
+    prepared = prepare_stages(cfg, quiet_tracker(cfg), log)
     out_dir = prepared.run_dir / "search" / name
     out_dir.mkdir(parents=True, exist_ok=True)
     context = TrialContext(

@@ -26,11 +26,11 @@ def run_search_benchmark(cfg, out_csv: str | None = None) -> pd.DataFrame:
 
     from dgqa_ray.pipeline import prepare_stages
     from dgqa_ray.reports import markdown_table
-    from dgqa_ray.tune import _quiet_tracker, init_ray_for_search, run_tau_sweep, trial_concurrency
+    from dgqa_ray.tune import init_ray_for_search, quiet_tracker, run_tau_sweep, trial_concurrency
 
     cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, enabled=False))
     init_ray_for_search(cfg)
-    prepare_stages(cfg, _quiet_tracker(cfg), print)  # made (or reused) before any timing
+    prepare_stages(cfg, quiet_tracker(cfg), print)  # made (or reused) before any timing
     parallel = trial_concurrency(cfg)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows = []
