@@ -65,10 +65,6 @@ def _reference_dir() -> Path:
     return Path(str(resources.files("dgqa_ray").joinpath("reference")))
 
 
-def _redo(cfg: PipelineConfig, stage: str) -> bool:
-    return stage in cfg.redo or "all" in cfg.redo
-
-
 # -- data ------------------------------------------------------------------------------------
 
 
@@ -81,7 +77,7 @@ def resolve_data(cfg: PipelineConfig, run_dir: Path, log: Callable[[str], None])
         from dgqa_ray.data.embedded_pools import build_embedded_pools
 
         pools = build_embedded_pools(
-            cfg, Path(cfg.output_dir) / "embedded", force=_redo(cfg, "data"), log=log
+            cfg, Path(cfg.output_dir) / "embedded", force=cfg.redo_stage("data"), log=log
         )
         target_types = list(pools.target_types)
         for role in embedded:
@@ -117,7 +113,7 @@ def ingest_all(cfg: PipelineConfig, roles: dict[str, RoleData], log) -> None:
             data.storage_uri,
             shard_size_mb=cfg.data.shard_mb,
             max_bad_fraction=cfg.data.max_bad_fraction,
-            force=_redo(cfg, "data"),
+            force=cfg.redo_stage("data"),
             log=log,
         )
         data.dataset = result.dataset
@@ -228,6 +224,7 @@ class PreparedRun:
     target_types: list[int] | None
     classifier: Any  # train.TrainResult
     outcome: SelectionOutcome
+    target_ds: Any  # the ingested target as a Ray Dataset
 
     @property
     def source(self) -> RoleData:
@@ -237,17 +234,12 @@ class PreparedRun:
     def target(self) -> RoleData:
         return self.roles["target"]
 
-    def target_dataset(self):
-        from dgqa_ray.data.pipelines import read_dataset
-
-        return read_dataset(self.target.storage_uri, self.target.dataset)
-
 
 def _start_over(cfg: PipelineConfig, stage: str, run_name: str, log) -> None:
     """``--redo <stage>``: a training starts from epoch 0 (its old checkpoints are removed)."""
     from dgqa_ray.train import run_dir_uri
 
-    if _redo(cfg, stage):
+    if cfg.redo_stage(stage):
         folder = run_dir_uri(cfg.storage, run_name)
         if storage.exists(folder):
             _say(log, f"redo {stage}: removing the checkpoints of {run_name} at {folder}")
@@ -272,7 +264,8 @@ def train_classifier_stage(cfg: PipelineConfig, roles: dict[str, RoleData], trac
 
 
 def selection_stage(cfg, classifier, target_ds, run_dir: Path, tracker, log) -> SelectionOutcome:
-    """The selection, logged as its own nested run; fails when nothing passes the rule."""
+    """The selection, logged as its own nested run (an empty selection is the caller's to
+    refuse: the pipeline stops on it, a search just reports it)."""
     from dgqa_ray.selection import distortion_names
 
     names = distortion_names()
@@ -282,7 +275,7 @@ def selection_stage(cfg, classifier, target_ds, run_dir: Path, tracker, log) -> 
             classifier.best_checkpoint,
             target_ds,
             run_dir / "selection",
-            reuse=not (_redo(cfg, "selection") or _redo(cfg, "classifier")),
+            reuse=not (cfg.redo_stage("selection") or cfg.redo_stage("classifier")),
             log=log,
         )
         selection, other = outcome.selection, outcome.other
@@ -334,7 +327,7 @@ def prepare_stages(
     target_ds = read_dataset(roles["target"].storage_uri, roles["target"].dataset)
     outcome = selection_stage(cfg, classifier, target_ds, run_dir, tracker, log)
     timings["selection"] = time.monotonic() - t0
-    return PreparedRun(cfg, run_dir, roles, target_types, classifier, outcome)
+    return PreparedRun(cfg, run_dir, roles, target_types, classifier, outcome, target_ds)
 
 
 def domain_key(dist_types: Sequence[int] | None) -> str:
@@ -411,7 +404,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
                 "selection: no source type passed the rule; lower selection.tau or use "
                 "selection.rule=topk_vote"
             )
-        target_ds = prepared.target_dataset()
+        target_ds = prepared.target_ds
 
         # 4. regressors and evaluation
         t0 = time.monotonic()
