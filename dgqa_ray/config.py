@@ -28,16 +28,18 @@ import argparse
 import dataclasses
 import difflib
 import os
-import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlparse
 
 import yaml
+
+from dgqa_ray.user_input import NAME_PATTERN, URI_SCHEMES, carries_credentials, credentials_message
+from dgqa_ray.user_input import redact as redact_uri
 
 NUM_KADID_TYPES = 25
 
@@ -55,6 +57,16 @@ DATASETS = (
 """Dataset names a data role may use (``embedded``: tiles of the packaged photos)."""
 
 BACKBONES = ("resnet18", "resnet34", "resnet50")
+"""The paper's family; any other torchvision classification model name works too
+(``torchvision.models.list_models(module=torchvision.models)``: ``mobilenet_v3_small``,
+``efficientnet_b0``, ``convnext_tiny``, ...)."""
+CLASSIFIER_VIEWS = ("stored", "on_the_fly")
+"""How the classifier sees KADIS-style data: the stored distorted images (the paper's
+protocol) or references distorted afresh every epoch."""
+REGRESSOR_INITS = ("pretrained", "classifier")
+LR_SCHEDULES = ("constant", "cosine")
+TRAINABLE = ("all", "head")
+CPU_BF16 = ("off", "on", "auto")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 AMP_MODES = ("bf16", "none")
 SELECTION_RULES = ("mean_prob", "topk_vote")
@@ -66,8 +78,8 @@ STAGES = ("data", "classifier", "selection", "regressors", "all")
 """Pipeline stages a rerun may be told to redo instead of reusing their outputs (``all``: every
 stage)."""
 
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_URI_SCHEMES = ("s3", "file")
+_RUN_NAME = NAME_PATTERN
+_URI_SCHEMES = URI_SCHEMES
 
 
 class ConfigError(ValueError):
@@ -99,6 +111,16 @@ class DataConfig:
     paper's first authentic target (Table 3)."""
     target_root: str | None = None
     """Raw target dataset location; None: ``<storage>/raw/<dataset>``."""
+    classifier_options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options of the classifier dataset's adapter (docs/data.md), e.g.
+    ``{include_distorted: false}`` for kadis700k; ``--set data.classifier_options.KEY=VALUE``."""
+    source_options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options of the source dataset's adapter."""
+    target_options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options of the target dataset's adapter, e.g. for ``custom``: ``path_column``,
+    ``score_column`` (absent: an unlabelled target), ``id_column``, ``ref_column``,
+    ``higher_is_better``; for ``koniq10k``: ``resolution``. Checked against the adapter before
+    any compute; ``--set data.target_options.score_column=mos``."""
     target_subset: str | None = None
     """A subset of the target (e.g. a PIPAL sub-type, ``pipal-1``); None: the whole set."""
     crop_size: int = 224
@@ -107,12 +129,30 @@ class DataConfig:
     """Random crops per image at test time, predictions averaged (paper 4.1: five)."""
     hflip: bool = True
     """Random horizontal flip while training (paper 4.1 and the authors' data_loader.py)."""
+    classifier_view: str = "stored"
+    """``stored``: the classifier trains on the stored distorted images of its dataset
+    (KADIS-700k as generated, the paper's protocol). ``on_the_fly``: it reads only the dataset's
+    pristine references and gives every sample of every epoch a fresh (type, level) drawn
+    uniformly over 25 types x 5 levels, distorted by this project's engine inside Ray Data
+    (``pipelines.onthefly_training_view``): any number of distorted samples, none stored."""
+    onthefly_samples_per_ref: int = 5
+    """on_the_fly: samples drawn from each training reference per epoch (KADIS-700k: 5 images
+    per reference)."""
+    onthefly_val_images: int = 2500
+    """on_the_fly: size of the fixed, seeded validation set made from the held-out references
+    (types dealt evenly, levels drawn uniformly); ``eval_crops`` crops each."""
+    onthefly_on_gpu: bool = False
+    """on_the_fly with ``train.use_gpu``: distort in a GPU actor pool (``distortions.apply_batch``,
+    samples grouped by type and level) instead of CPU tasks."""
     shard_mb: int = 256
     """Target Parquet shard size in MB: hundreds of MB, since object stores and Ray Data are
     slow with many small objects (DESIGN.md section 3)."""
     max_bad_fraction: float = 0.01
     """Share of corrupt or unreadable images tolerated (each counted, skipped and reported)
     before ingestion stops with an error."""
+    max_image_megapixels: float = 64.0
+    """Images with more pixels than this (millions) are skipped as bad before decoding: the
+    paper's largest are SPAQ's 12 MP; Pillow alone would let a 144 MP image through."""
     embedded_tile: tuple[int, int] = (96, 128)
     """(height, width) of the embedded default's tiles. 96 x 128 (KADID-10k's 384 x 512 / 4 per
     side) cuts the six photos into 110 tiles, enough for three content-disjoint pools (192 x 256
@@ -132,8 +172,14 @@ class DataConfig:
     of its 140k references one type; with ~45 tiles that would leave about two tiles per class,
     so each tile carries several and every type still gets ~9 tiles."""
     embedded_source_refs: int = 8
-    """Tiles in the embedded source pool, each x 25 types x 5 levels (KADID-style): 8 gives
-    1,000 labelled images, sized so that 2 x 5 regressors train in minutes on 2 CPU cores."""
+    """Tiles in the embedded source pool, each x 25 types x 5 levels (KADID-style), taken
+    round-robin over its photos: 8 gives 1,000 labelled images."""
+    embedded_dead_leaves: int = 0
+    """Procedural dead-leaves references added to the embedded classifier pool (content no
+    photo shares; ``data/dead_leaves.py``)."""
+    embedded_source_dead_leaves: int = 0
+    """Dead-leaves references added to the embedded source pool (other images than the
+    classifier's)."""
     embedded_target_images: int = 100
     """Images in the embedded target pool, spread evenly over its tiles (several mixtures per
     tile, as an authentic set has several photos of similar scenes)."""
@@ -146,9 +192,16 @@ class DataConfig:
             name = f"{role}_dataset"
             _check_choice(self, name, DATASETS)
             _check_uri(self, f"{role}_root", allow_none=True)
+            _check_adapter_options(self, role)
         _check_range(self, "crop_size", low=32)  # ResNets downsample 32x
         _check_range(self, "eval_crops", low=1)
+        _check_choice(self, "classifier_view", CLASSIFIER_VIEWS)
+        _check_range(self, "onthefly_samples_per_ref", low=1)
+        _check_range(self, "onthefly_val_images", low=1)
         _check_range(self, "shard_mb", low=1)
+        _check_range(self, "embedded_dead_leaves", low=0)
+        _check_range(self, "embedded_source_dead_leaves", low=0)
+        _check_range(self, "max_image_megapixels", low=0.0, low_inclusive=False)
         _check_range(self, "max_bad_fraction", low=0.0, high=1.0, high_inclusive=False)
         h, w = self.embedded_tile
         if min(h, w) < 32:
@@ -197,8 +250,9 @@ class ModelConfig:
     _section: ClassVar[str] = "model"
 
     backbone: str = "resnet50"
-    """torchvision ResNet for both F_D and F_R: ResNet-50 in the paper (3.3); resnet18/34 make
-    CPU runs practical."""
+    """torchvision classification model for both F_D and F_R, by name: ResNet-50 in the paper
+    (3.3); any ``torchvision.models`` classifier works (its last linear layer becomes the head),
+    e.g. resnet18 or mobilenet_v3_small for CPU runs."""
     pretrained: str | None = None
     """A torchvision-style state dict (path, ``file://`` or ``s3://`` URI) that initialises the
     backbone of both models (its ``fc`` is skipped). None: random init, since nothing is ever
@@ -209,15 +263,26 @@ class ModelConfig:
     channels_last: bool = True
     """NHWC memory layout: faster convolutions with tensor cores (DESIGN.md section 7)."""
     amp: str = "bf16"
-    """Autocast dtype on GPU (bf16 needs no loss scaling); ignored on CPU, where the model runs
-    in float32. ``none`` turns it off."""
+    """Autocast dtype on GPU (bf16 needs no loss scaling). ``none`` turns it off. On CPU see
+    ``cpu_bf16``."""
+    cpu_bf16: str = "off"
+    """bf16 autocast (and channels_last) on CPU: ``on``, ``off``, or ``auto`` (on where the CPU
+    has AMX bf16 units, which make it 1.3-2x faster for ResNets; elsewhere bf16 on a CPU is
+    slower than float32)."""
+    regressor_init: str = "pretrained"
+    """Where the regressor's backbone starts: ``pretrained`` (``model.pretrained``, or random
+    without it; the paper: ImageNet) or ``classifier``: the trained domain classifier's backbone
+    (distortion-aware features learnt from unlimited on-the-fly samples, for runs that have no
+    pretrained weights)."""
 
     def __post_init__(self) -> None:
         _normalise(self)
-        _check_choice(self, "backbone", BACKBONES)
+        _check_backbone(self, "backbone")
         _check_uri(self, "pretrained", allow_none=True)
         _check_choice(self, "num_classes", (NUM_KADID_TYPES, NUM_KADID_TYPES + 1))
         _check_choice(self, "amp", AMP_MODES)
+        _check_choice(self, "cpu_bf16", CPU_BF16)
+        _check_choice(self, "regressor_init", REGRESSOR_INITS)
 
 
 @dataclass(frozen=True)
@@ -230,6 +295,17 @@ class TrainConfig:
     """Adam, as in the paper (4.1); its weight decay is the L2 term added to the gradient."""
     lr: float = 2e-5
     """Paper 4.1: 2 x 10^-5."""
+    classifier_lr: float | None = None
+    """The classifier's learning rate; None: ``lr`` (the paper gives one setting for both)."""
+    lr_schedule: str = "constant"
+    """``constant`` (the paper states one learning rate) or ``cosine``: linear warmup over
+    ``warmup_fraction`` of the steps, then cosine decay to 0, stepped every batch."""
+    warmup_fraction: float = 0.0
+    """Share of a training's steps spent warming the learning rate up linearly from ~0."""
+    regressor_trainable: str = "all"
+    """``all``: the whole regressor is fine-tuned (paper); ``head``: only its last linear layer,
+    on a frozen backbone (BatchNorm statistics frozen too), e.g. on top of
+    ``model.regressor_init: classifier``."""
     weight_decay: float = 5e-4
     """Paper 4.1: 5 x 10^-4."""
     batch_size: int = 32
@@ -247,7 +323,9 @@ class TrainConfig:
     """The paper trains on GPUs; the demo preset turns this off."""
     cpus_per_worker: int = 4
     """CPUs reserved per Train worker; Ray sets the worker's torch threads to this, so on a
-    CPU-only machine it should be the cores training may use (DESIGN.md section 7)."""
+    CPU-only machine it should be the cores training may use. 0: derived from the cluster the
+    job finds, ``(CPUs - 1) // num_workers`` (at least 1), so one CPU stays free for Ray Data's
+    decoding tasks (``train.fit_to_cluster``; searches take 1)."""
     seed: int = 123
     """Seed of weight init, crops and splits: 123 as in the authors' sel_dist.py."""
     max_failures: int = 2
@@ -263,6 +341,11 @@ class TrainConfig:
         _normalise(self)
         _check_choice(self, "optimizer", OPTIMIZERS)
         _check_range(self, "lr", low=0.0, low_inclusive=False)
+        if self.classifier_lr is not None:
+            _check_range(self, "classifier_lr", low=0.0, low_inclusive=False)
+        _check_choice(self, "lr_schedule", LR_SCHEDULES)
+        _check_range(self, "warmup_fraction", low=0.0, high=1.0, high_inclusive=False)
+        _check_choice(self, "regressor_trainable", TRAINABLE)
         _check_range(self, "weight_decay", low=0.0)
         _check_range(self, "batch_size", low=1)
         _check_range(self, "eval_batch_size", low=1)
@@ -270,7 +353,7 @@ class TrainConfig:
         if self.classifier_epochs is not None:
             _check_range(self, "classifier_epochs", low=1)
         _check_range(self, "num_workers", low=1)
-        _check_range(self, "cpus_per_worker", low=1)
+        _check_range(self, "cpus_per_worker", low=0, hint="0 derives it from the cluster")
         _check_range(self, "seed", low=0)
         _check_range(self, "max_failures", low=-1)
         _check_choice(self, "placement_strategy", PLACEMENT_STRATEGIES)
@@ -279,6 +362,14 @@ class TrainConfig:
                 f"train.batch_size: {self.batch_size} is not divisible by train.num_workers "
                 f"{self.num_workers}; expected a multiple so every worker gets the same share"
             )
+
+    def lr_for(self, task: str) -> float:
+        """Learning rate of ``task`` (classifier|regressor)."""
+        if task == "classifier":
+            return self.lr if self.classifier_lr is None else self.classifier_lr
+        if task == "regressor":
+            return self.lr
+        raise ValueError(f"task: expected classifier or regressor, got {task!r}")
 
     def epochs_for(self, task: str) -> int:
         """Epochs of ``task`` (classifier|regressor)."""
@@ -343,6 +434,10 @@ class EvalConfig:
     reference image); the classifier's dataset is split the same way."""
     split_seed: int = 0
     """Seed of the split draws; split i uses ``split_seed + i``."""
+    oracle: bool = True
+    """When the target's true types are known (the embedded default), also train a regressor
+    on exactly those types per split: the best any domain selection could pick, reported next
+    to baseline and DGQA."""
 
     def __post_init__(self) -> None:
         _normalise(self)
@@ -608,13 +703,16 @@ def load_config(source: str | Path | None = None, overrides: Sequence[str] = ())
         path = _resolve_source(source)
         values = read_yaml(path)
         where = str(path)
-    values = _apply_override_strings(values, overrides)
-    try:
-        return PipelineConfig.from_dict(values, where)
+        try:  # the file alone first: its own errors name the file ...
+            PipelineConfig.from_dict(values, where)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    try:  # ... and what only the overrides break is said to come from --set
+        return PipelineConfig.from_dict(_apply_override_strings(values, overrides), where)
     except ConfigError as e:
-        if where == "config":
+        if not overrides or str(e).startswith("--set"):
             raise
-        raise ConfigError(f"{where}: {e}") from None
+        raise ConfigError(f"--set: {e}") from None
 
 
 def apply_overrides(cfg: PipelineConfig, overrides: Sequence[str]) -> PipelineConfig:
@@ -647,6 +745,26 @@ def _apply_override_strings(values: dict[str, Any], overrides: Sequence[str]) ->
             sub = dict(sub) if isinstance(sub, dict) else {}
             sub[name] = raw.strip()
             values[section] = sub
+        elif len(parts) == 3 and parts[0] in SECTIONS:
+            # section.mapping_field.key=value, for the mapping fields (data.target_options.*)
+            section, name, key_name = parts
+            _known_key(name, SECTIONS[section], f"--set {section}")
+            hints = typing.get_type_hints(SECTIONS[section])
+            if typing.get_origin(hints[name]) is not dict:
+                raise ConfigError(
+                    f"--set {item!r}: {section}.{name} is not a mapping; expected "
+                    f"'{section}.{name}=value'"
+                )
+            sub = values.get(section)
+            sub = dict(sub) if isinstance(sub, dict) else {}
+            mapping = sub.get(name)
+            mapping = dict(mapping) if isinstance(mapping, dict) else {}
+            try:
+                mapping[key_name] = yaml.safe_load(raw.strip()) if raw.strip() else None
+            except yaml.YAMLError:
+                mapping[key_name] = raw.strip()
+            sub[name] = mapping
+            values[section] = sub
         else:
             raise ConfigError(f"--set: expected 'section.field=value', got {item!r}")
     return values
@@ -669,8 +787,64 @@ def save_config(cfg: PipelineConfig, path: str | Path) -> str:
     return target
 
 
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+"""Set by Ray in the environment of a job started with ``ray job submit``."""
+
+
+def running_as_ray_job() -> bool:
+    """True inside a job started with ``ray job submit``, whose working directory is Ray's
+    temporary copy of the submitted one (removed when Ray cleans its session)."""
+    return bool(os.environ.get(RAY_JOB_ENV))
+
+
+def default_base_dir() -> Path | None:
+    """Where relative paths resolve when no ``--base-dir`` is given: the working directory
+    (None) for a job run directly; the home directory under ``ray job submit``, so that a
+    submitted run's results outlive Ray's temporary copy of the working directory and a second
+    submit finds them."""
+    return Path.home() if running_as_ray_job() else None
+
+
+def _absolute(path: str, base: Path) -> str:
+    if "://" in path or os.path.isabs(os.path.expanduser(path)):
+        return os.path.expanduser(path)
+    return str(base / path)
+
+
+def resolve_relative_paths(
+    cfg: PipelineConfig, base: str | os.PathLike[str] | None
+) -> PipelineConfig:
+    """``cfg`` with every relative local path (``storage``, ``output_dir``, the SQLite file of
+    ``tracking.tracking_uri``, the data roots, ``model.pretrained``) made absolute against
+    ``base``; None: unchanged."""
+    if base is None:
+        return cfg
+    root = Path(base).expanduser().resolve()
+    data = cfg.data
+    roots = {
+        f"{role}_root": _absolute(getattr(data, f"{role}_root"), root)
+        for role in ("classifier", "source", "target")
+        if getattr(data, f"{role}_root")
+    }
+    tracking = cfg.tracking
+    uri = tracking.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + _absolute(uri.removeprefix("sqlite:///"), root)
+    pretrained = cfg.model.pretrained
+    return dataclasses.replace(
+        cfg,
+        storage=_absolute(cfg.storage, root),
+        output_dir=_absolute(cfg.output_dir, root),
+        data=dataclasses.replace(data, **roots),
+        model=dataclasses.replace(
+            cfg.model, pretrained=_absolute(pretrained, root) if pretrained else None
+        ),
+        tracking=dataclasses.replace(tracking, tracking_uri=uri),
+    )
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, default: str = "demo") -> None:
-    """Add ``--config`` and ``--set`` to a job's argument parser."""
+    """Add ``--config``, ``--set`` and ``--base-dir`` to a job's argument parser."""
     parser.add_argument(
         "--config",
         default=default,
@@ -683,6 +857,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str = "demo")
         default=[],
         metavar="SECTION.FIELD=VALUE",
         help="override one config value, e.g. --set train.epochs=3 (repeatable)",
+    )
+    parser.add_argument(
+        "--base-dir",
+        default=None,
+        metavar="DIR",
+        help="resolve relative paths of the config (storage, output_dir, the SQLite MLflow "
+        "store, data roots) against DIR (default: the working directory; under ray job submit, "
+        'the home directory). E.g. ray job submit --working-dir . -- python ... --base-dir "$PWD"',
     )
 
 
@@ -707,7 +889,11 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         except ConfigError as e:
             raise ConfigError(f"{TRACKING_URI_ENV} (environment): {e}") from None
         overrides.insert(0, f"tracking.tracking_uri={env_uri}")
-    return load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides)
+    base = getattr(args, "base_dir", None)
+    if base is not None and ("://" in str(base) or not str(base).strip()):
+        raise ConfigError(f"--base-dir: expected a local folder, got {redact_uri(str(base))!r}")
+    return resolve_relative_paths(cfg, base if base is not None else default_base_dir())
 
 
 # --------------------------------------------------------------------------------------------
@@ -760,6 +946,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return _coerce(value, non_null[0], where)
     if origin is tuple:
         return _coerce_tuple(value, args, where)
+    if origin is dict:
+        return _coerce_mapping(value, where)
     if dataclasses.is_dataclass(annotation):
         if isinstance(value, annotation):
             return value
@@ -802,6 +990,25 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     raise ConfigError(
         f"{where}: expected {_type_name(annotation)}, got {value!r} ({type(value).__name__}){hint}"
     )
+
+
+def _coerce_mapping(value: Any, where: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{where}: couldn't parse mapping {text!r}: {e}") from e
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(
+            f"{where}: expected a mapping of option names to values (e.g. {{score_column: mos}}),"
+            f" got {value!r}"
+        )
+    return dict(value)
 
 
 def _coerce_tuple(value: Any, args: tuple, where: str) -> tuple:
@@ -882,6 +1089,52 @@ def _check_range(
     )
 
 
+@lru_cache(maxsize=1)
+def _torchvision_classifiers() -> frozenset[str]:
+    import torchvision.models  # lazy: only a backbone outside the ResNets needs the list
+
+    return frozenset(torchvision.models.list_models(module=torchvision.models))
+
+
+def _check_backbone(obj: Any, name: str) -> None:
+    value = getattr(obj, name)
+    if value in BACKBONES:
+        return
+    known = _torchvision_classifiers()
+    if value not in known:
+        close = difflib.get_close_matches(str(value), sorted(known), n=3)
+        raise ConfigError(
+            f"{_where(obj, name)}: invalid value {value!r}; expected a torchvision "
+            "classification model name (torchvision.models.list_models(module=torchvision.models))"
+            + (f"; did you mean {', '.join(close)}?" if close else "")
+        )
+
+
+def _check_adapter_options(obj: Any, role: str) -> None:
+    """``<role>_options`` must be options the role's adapter takes (the embedded default's
+    pools set their own)."""
+    name = f"{role}_options"
+    options = getattr(obj, name)
+    if not options:
+        return
+    dataset = getattr(obj, f"{role}_dataset")
+    if dataset == "embedded":
+        raise ConfigError(
+            f"{_where(obj, name)}: the embedded default sets its adapters' options itself; "
+            f"expected no options, got {sorted(options)}"
+        )
+    from dgqa_ray.data.adapters import adapter_options  # lazy: pandas and pyarrow
+
+    allowed = adapter_options(dataset)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        listed = ", ".join(f"{k} (default {v!r})" for k, v in allowed.items()) or "none"
+        raise ConfigError(
+            f"{_where(obj, name)}: {dataset} takes no option {', '.join(unknown)}; "
+            f"options it takes: {listed}"
+        )
+
+
 def _check_type_ids(obj: Any, name: str) -> None:
     ids = getattr(obj, name)
     bad = [i for i in ids if not 1 <= i <= NUM_KADID_TYPES]
@@ -904,17 +1157,9 @@ def _check_uri(obj: Any, name: str, allow_none: bool) -> None:
 
 def _check_no_credentials(obj: Any, name: str) -> None:
     value = getattr(obj, name)
-    if "://" not in value:
-        return
-    parsed = urlparse(value)
-    secret_query = re.search(r"(password|secret|token|key)=", parsed.query or "", re.IGNORECASE)
-    if parsed.password is not None or (parsed.username and parsed.scheme == "s3") or secret_query:
+    if carries_credentials(value):
         # Never echo the value: it holds a secret.
-        raise ConfigError(
-            f"{_where(obj, name)}: the URI carries credentials; remove them and provide them "
-            "through the environment (AWS credential chain for s3://, MLFLOW_TRACKING_USERNAME/"
-            "MLFLOW_TRACKING_PASSWORD or the database's own mechanism for MLflow)"
-        )
+        raise ConfigError(credentials_message(_where(obj, name)))
 
 
 def _plain(value: Any) -> Any:

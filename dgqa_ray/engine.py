@@ -25,6 +25,7 @@ Numpy arrays and torch tensors are both accepted. Usage::
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Iterable, Mapping
@@ -74,7 +75,9 @@ def create_loss(task: str) -> nn.Module:
     return nn.CrossEntropyLoss() if task == "classifier" else nn.L1Loss()
 
 
-def create_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def create_optimizer(
+    cfg: TrainConfig, model: nn.Module, lr: float | None = None
+) -> torch.optim.Optimizer:
     """The optimizer ``cfg.optimizer`` names over ``model``'s parameters.
 
     ``adam`` (the paper's) adds ``weight_decay`` as an L2 term to the gradients, like
@@ -84,18 +87,67 @@ def create_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimize
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model: has no trainable parameters")
+    lr = cfg.lr if lr is None else float(lr)
     on_cuda = params[0].is_cuda
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(
-            params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=on_cuda or None
-        )
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, fused=on_cuda or None)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(
-            params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=on_cuda or None
+            params, lr=lr, weight_decay=cfg.weight_decay, fused=on_cuda or None
         )
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=cfg.weight_decay)
     raise ValueError(f"optimizer: invalid value {cfg.optimizer!r}; allowed: adam, adamw, sgd")
+
+
+def create_scheduler(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-batch learning-rate schedule ``cfg.lr_schedule`` names over ``total_steps``.
+
+    ``constant``: None (the optimizer's rate throughout, as the paper states it). ``cosine``: a
+    linear warmup from 1/warmup_steps of the rate over ``cfg.warmup_fraction`` of the steps,
+    then cosine decay towards 0 (``torch.optim.lr_scheduler.LambdaLR``; step it after every
+    optimizer step).
+    """
+    if cfg.lr_schedule == "constant":
+        return None
+    if cfg.lr_schedule != "cosine":
+        raise ValueError(
+            f"lr_schedule: invalid value {cfg.lr_schedule!r}; allowed: constant, cosine"
+        )
+    total = max(1, int(total_steps))
+    warmup = int(round(cfg.warmup_fraction * total))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def freeze_all_but_head(model: nn.Module) -> int:
+    """Freeze every parameter outside the head (``models.head_name``); returns how many
+    parameters stay trainable. ``train_one_epoch`` keeps frozen BatchNorm layers in eval mode,
+    so their running statistics stay those of the backbone's own training."""
+    from dgqa_ray.models import head_name
+
+    head = head_name(model) + "."
+    trainable = 0
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(head))
+        trainable += param.numel() if param.requires_grad else 0
+    return trainable
+
+
+def _freeze_frozen_batchnorm(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in module.parameters()
+        ):
+            module.eval()
 
 
 def _column(batch: Batch, key: str) -> Any:
@@ -151,8 +203,9 @@ def train_one_epoch(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     max_batches: int | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> dict[str, float]:
-    """One pass over ``batches``, an optimizer step per batch.
+    """One pass over ``batches``, an optimizer step per batch (and a ``scheduler`` step).
 
     Args:
         model: on ``device`` already (``prepare_for_device``); may be DDP-wrapped.
@@ -163,6 +216,7 @@ def train_one_epoch(
         amp_dtype: autocast dtype for the forward pass (``torch.bfloat16`` on GPU) or None.
         channels_last: put inputs in NHWC (match a channels_last model).
         max_batches: stop after this many batches (benchmarks, smoke tests).
+        scheduler: stepped after every optimizer step (``create_scheduler``), or None.
 
     Returns:
         ``loss`` (mean per image), ``images``, ``batches``, ``seconds`` (wall),
@@ -173,6 +227,7 @@ def train_one_epoch(
     _check_task(task)
     device = torch.device(device)
     model.train()
+    _freeze_frozen_batchnorm(model)
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     images = steps = skipped = 0
@@ -202,6 +257,8 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         n = inputs.shape[0]
         # Accumulate on the device: .item() per step would stall the GPU queue.
         total_loss += loss.detach().double() * n
@@ -405,6 +462,73 @@ def evaluate_classifier(
     return {"loss": total.item() / n, "accuracy": correct.item() / n, "n": float(n)}
 
 
+def predict_classes(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    device: torch.device | str,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> pd.DataFrame:
+    """Per-crop classifier logits next to the labels: ``image_id``, ``dist_type``,
+    ``dist_level`` (NaN where the batches carry none) and ``logits`` (a float32 array per row).
+    Per-crop rows, so that several workers' rows can be concatenated first."""
+    ids, logits, extra = _forward_all(
+        model,
+        batches,
+        torch.device(device),
+        amp_dtype,
+        channels_last,
+        False,
+        keep=("dist_type", "dist_level"),
+    )
+    # A worker whose validation shard is empty (more workers than blocks) has no rows.
+    logits = np.asarray(logits, dtype=np.float32).reshape(len(ids), -1 if len(ids) else 0)
+    return pd.DataFrame(
+        {
+            "image_id": ids,
+            "dist_type": np.concatenate(extra["dist_type"]) if len(ids) else np.empty(0),
+            "dist_level": np.concatenate(extra["dist_level"]) if len(ids) else np.empty(0),
+            "logits": list(logits),
+        }
+    )
+
+
+def classification_metrics(
+    crops: pd.DataFrame, num_classes: int = NUM_KADID_TYPES
+) -> dict[str, float]:
+    """Held-out accuracy of the classifier from ``predict_classes`` rows (all workers').
+
+    Per image, the crops' softmax probabilities are averaged (the 5-crop protocol the selection
+    uses, paper eq. 4): ``accuracy`` is top-1 over images, ``top3_accuracy`` top-3,
+    ``accuracy_level<L>`` top-1 over the images of level L (1..5; pristine images count in
+    neither), ``loss`` the mean cross-entropy per crop, ``images`` and ``crops`` the counts.
+    """
+    if crops.empty:
+        raise ValueError("crops: no rows to score")
+    logits = torch.from_numpy(np.stack(crops["logits"].to_numpy()).astype(np.float32))
+    targets = dist_type_to_class(crops["dist_type"].to_numpy().astype(np.int64), num_classes)
+    loss = float(nn.functional.cross_entropy(logits, targets).item())
+    ids, probabilities = average_by_image(crops["image_id"].to_numpy(), torch.softmax(logits, 1))
+    first = crops.drop_duplicates("image_id").set_index("image_id").loc[ids]
+    truth = dist_type_to_class(first["dist_type"].to_numpy().astype(np.int64), num_classes).numpy()
+    ranked = np.argsort(-probabilities, axis=1)
+    top1 = ranked[:, 0] == truth
+    out = {
+        "loss": loss,
+        "accuracy": float(top1.mean()),
+        "top3_accuracy": float((ranked[:, :3] == truth[:, None]).any(axis=1).mean()),
+        "images": float(len(ids)),
+        "crops": float(len(crops)),
+    }
+    levels = first["dist_level"].to_numpy()
+    for level in range(1, 6):
+        at = levels == level
+        if at.any():
+            out[f"accuracy_level{level}"] = float(top1[at].mean())
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Training state (what a checkpoint holds)
 # --------------------------------------------------------------------------------------------
@@ -421,24 +545,35 @@ def training_state(
     optimizer: torch.optim.Optimizer,
     epoch: int,
     metrics: Mapping[str, float] | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> dict[str, Any]:
-    """What a checkpoint stores after ``epoch`` (1-based) finished: weights, optimizer, epoch."""
-    return {
+    """What a checkpoint stores after ``epoch`` (1-based) finished: weights, optimizer, the
+    learning-rate schedule's position, epoch."""
+    state = {
         "model": unwrap_model(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "epoch": int(epoch),
         "metrics": dict(metrics or {}),
     }
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    return state
 
 
 def restore_training_state(
-    state: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+    state: Mapping[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> int:
-    """Load a ``training_state`` into ``model`` (and ``optimizer``); returns the epochs done."""
+    """Load a ``training_state`` into ``model`` (and ``optimizer``, ``scheduler``); returns the
+    epochs done."""
     missing = {"model", "epoch"} - set(state)
     if missing:
         raise ValueError(f"state: missing keys {sorted(missing)}; found {sorted(state)}")
     unwrap_model(model).load_state_dict(state["model"])
     if optimizer is not None and "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
     return int(state["epoch"])

@@ -161,15 +161,14 @@ class ClassifierPredictor:
     ) -> None:
         import ray
 
-        from dgqa_ray.models import autocast_dtype, prepare_for_device
+        from dgqa_ray.models import numeric_format, prepare_for_device
 
         if isinstance(state, ray.ObjectRef):
             state = ray.get(state)
         if num_threads and not use_gpu:
             torch.set_num_threads(int(num_threads))
         self.device = torch.device("cuda" if use_gpu else "cpu")
-        self.channels_last = bool(model_cfg.channels_last and use_gpu)
-        self.amp_dtype = autocast_dtype(model_cfg, self.device)
+        self.amp_dtype, self.channels_last = numeric_format(model_cfg, self.device)
         model = _build_model(model_cfg, state, "the checkpoint")
         self.model = prepare_for_device(model, self.device, self.channels_last).eval()
 

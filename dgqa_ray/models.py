@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torchvision import models as tv_models
 
-from dgqa_ray.config import BACKBONES, NUM_KADID_TYPES, ModelConfig
+from dgqa_ray.config import NUM_KADID_TYPES, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +34,46 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 """RGB mean of ImageNet: the torchvision weights and the authors' data_loader.py use it."""
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_BUILDERS = {
-    "resnet18": tv_models.resnet18,
-    "resnet34": tv_models.resnet34,
-    "resnet50": tv_models.resnet50,
-}
-assert tuple(_BUILDERS) == BACKBONES
-
 
 def create_backbone(name: str, num_outputs: int) -> nn.Module:
-    """A randomly initialised torchvision ResNet whose ``fc`` has ``num_outputs`` outputs."""
-    if name not in _BUILDERS:
-        raise ValueError(f"backbone: invalid value {name!r}; allowed: {', '.join(_BUILDERS)}")
+    """A randomly initialised torchvision classification model (``torchvision.models.get_model``
+    by name: ``resnet50``, ``mobilenet_v3_small``, ...) with ``num_outputs`` outputs."""
+    if name not in tv_models.list_models(module=tv_models):
+        raise ValueError(
+            f"backbone: invalid value {name!r}; expected a torchvision classification model "
+            "(torchvision.models.list_models(module=torchvision.models))"
+        )
     if num_outputs < 1:
         raise ValueError(f"num_outputs: expected >= 1, got {num_outputs!r}")
-    model = _BUILDERS[name](weights=None)
-    model.fc = nn.Linear(model.fc.in_features, num_outputs)
+    model = tv_models.get_model(name, weights=None, num_classes=num_outputs)
+    head_name(model)  # every model used here must have a linear head
     return model
+
+
+def head_name(model: nn.Module) -> str:
+    """Qualified name of the model's head: its last ``nn.Linear`` (``fc`` for ResNets,
+    ``classifier.3`` for MobileNetV3, ``heads.head`` for ViT)."""
+    name = None
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            name = module_name
+    if name is None:
+        raise ValueError(f"model: {type(model).__name__} has no linear layer to use as its head")
+    return name
+
+
+def set_head_bias(model: nn.Module, value: float) -> None:
+    """Set the head's bias to ``value`` (a one-output regressor starts predicting it)."""
+    head = model.get_submodule(head_name(model))
+    if head.bias is None:
+        return
+    with torch.no_grad():
+        head.bias.fill_(float(value))
+
+
+def is_head_key(model: nn.Module, key: str) -> bool:
+    """True for the state-dict keys of the head (``fc.weight``, ``fc.bias``)."""
+    return key.startswith(head_name(model) + ".")
 
 
 def create_classifier(cfg: ModelConfig, load_weights: bool = True) -> nn.Module:
@@ -166,8 +189,8 @@ def load_pretrained(
     Args:
         model: a model from ``create_backbone`` (or ``create_classifier``/``create_regressor``).
         source: local path, ``file://`` or ``s3://`` URI, or an in-memory state dict.
-        skip_head: leave ``fc.*`` as initialised: ImageNet's 1000-way head has nothing to do
-            with 25 types or one score.
+        skip_head: leave the head (``fc.*`` for ResNets, ``head_name``) as initialised:
+            ImageNet's 1000-way head has nothing to do with 25 types or one score.
         strict: raise when a backbone key is missing or unexpected; False only logs it.
 
     Raises:
@@ -187,7 +210,8 @@ def load_pretrained(
         state = _unwrap_state_dict(obj, label)
 
     own = model.state_dict()
-    is_head = (lambda k: k.startswith("fc.")) if skip_head else (lambda k: False)
+    head = head_name(model) + "."
+    is_head = (lambda k: k.startswith(head)) if skip_head else (lambda k: False)
     skipped = tuple(sorted(k for k in state if is_head(k)))
     wanted = {k: v for k, v in state.items() if not is_head(k)}
     missing = tuple(sorted(k for k in own if k not in wanted and not is_head(k)))
@@ -237,11 +261,31 @@ def prepare_for_device(
     return model
 
 
+def cpu_has_amx_bf16() -> bool:
+    """True when this CPU has AMX bf16 tile units (Linux ``/proc/cpuinfo`` flag ``amx_bf16``),
+    where oneDNN runs bf16 convolutions 1.3-2x faster than float32 (docs/benchmarks.md)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "amx_bf16" in f.read()
+    except OSError:
+        return False
+
+
+def numeric_format(cfg: ModelConfig, device: torch.device | str) -> tuple[torch.dtype | None, bool]:
+    """``(autocast dtype or None, channels_last)`` for ``device``: bf16 and ``cfg.channels_last``
+    on CUDA (``cfg.amp``); on CPU bf16 + channels_last only when ``cfg.cpu_bf16`` is ``on``, or
+    ``auto`` on a CPU with AMX bf16, float32 NCHW otherwise."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return (torch.bfloat16 if cfg.amp == "bf16" else None), bool(cfg.channels_last)
+    if cfg.cpu_bf16 == "on" or (cfg.cpu_bf16 == "auto" and cpu_has_amx_bf16()):
+        return torch.bfloat16, True
+    return None, False
+
+
 def autocast_dtype(cfg: ModelConfig, device: torch.device | str) -> torch.dtype | None:
-    """bf16 on CUDA when ``cfg.amp == "bf16"``; None (float32) elsewhere."""
-    if torch.device(device).type == "cuda" and cfg.amp == "bf16":
-        return torch.bfloat16
-    return None
+    """The autocast dtype of ``numeric_format`` (None: float32)."""
+    return numeric_format(cfg, device)[0]
 
 
 _norm_cache: dict[tuple[str, int | None], tuple[torch.Tensor, torch.Tensor]] = {}

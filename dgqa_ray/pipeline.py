@@ -55,6 +55,8 @@ class PipelineResult:
     mlflow_ui: str
     target_types: list[int] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    classifier_metrics: dict[str, Any] = field(default_factory=dict)
+    summary_path: str = ""
 
 
 def _say(log: Callable[[str], None], text: str) -> None:
@@ -94,11 +96,37 @@ def resolve_data(cfg: PipelineConfig, run_dir: Path, log: Callable[[str], None])
             continue
         name = getattr(cfg.data, f"{role}_dataset")
         root = cfg.data.root_for(role, cfg.storage)
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = dict(getattr(cfg.data, f"{role}_options"))
         if role == "target" and cfg.data.target_subset and name == "pipal":
             options["subtypes"] = [cfg.data.target_subset]
         roles[role] = RoleData(role, name, root, options, cfg.storage)
     return roles, target_types
+
+
+def check_data_roots(cfg: PipelineConfig) -> None:
+    """Every role's raw dataset checked before anything starts: its root must hold the layout
+    its adapter expects and its index must parse (``DatasetError`` naming the role, the root
+    and what was expected there). Seconds, instead of minutes of ingesting the other roles
+    first; the embedded default is built by the pipeline and needs no check."""
+    from dgqa_ray.data.adapters import open_adapter
+    from dgqa_ray.data.errors import DatasetError
+
+    for role in ROLES:
+        name = getattr(cfg.data, f"{role}_dataset")
+        if name == EMBEDDED:
+            continue
+        root = cfg.data.root_for(role, cfg.storage)
+        options = dict(getattr(cfg.data, f"{role}_options"))
+        if role == "target" and cfg.data.target_subset and name == "pipal":
+            options["subtypes"] = [cfg.data.target_subset]
+        try:
+            open_adapter(name, root, **options).index()
+        except DatasetError as e:
+            raise DatasetError(f"data.{role}_root ({name} at {root}): {e}") from None
+        except (OSError, ValueError) as e:
+            raise DatasetError(
+                f"data.{role}_root ({name} at {root}): cannot be read as a {name} dataset: {e}"
+            ) from None
 
 
 def ingest_all(cfg: PipelineConfig, roles: dict[str, RoleData], log) -> None:
@@ -113,11 +141,21 @@ def ingest_all(cfg: PipelineConfig, roles: dict[str, RoleData], log) -> None:
             data.storage_uri,
             shard_size_mb=cfg.data.shard_mb,
             max_bad_fraction=cfg.data.max_bad_fraction,
+            max_megapixels=cfg.data.max_image_megapixels,
             force=cfg.redo_stage("data"),
             log=log,
         )
         data.dataset = result.dataset
         _say(log, f"{role}: {result.summary()}")
+
+
+def dataset_key(data: RoleData) -> str:
+    """Names the exact ingested version of a role's dataset (``<storage>/<dataset>@<version>``):
+    cached results computed on a dataset are reused only for this same version."""
+    from dgqa_ray.data import shards
+
+    manifest = shards.read_manifest(shards.dataset_uri(data.storage_uri, data.dataset))
+    return f"{storage.join(data.storage_uri, data.dataset)}@{manifest.version}"
 
 
 # -- evaluation on the target -----------------------------------------------------------------
@@ -130,20 +168,15 @@ def evaluate_on_target(checkpoint_uri: str, cfg: PipelineConfig, target_ds) -> p
 
     from dgqa_ray.data.pipelines import evaluation_view
     from dgqa_ray.engine import per_image_predictions, predict_scores, resolve_device
-    from dgqa_ray.models import autocast_dtype
+    from dgqa_ray.models import numeric_format
     from dgqa_ray.train import load_trained_model
 
     device = resolve_device(cfg.train.use_gpu and torch.cuda.is_available())
     model, _ = load_trained_model(checkpoint_uri, cfg, device)
     view = evaluation_view(target_ds, crop=cfg.data.crop_size, num_crops=cfg.data.eval_crops)
     batches = view.iter_batches(batch_size=cfg.train.eval_batch_size, batch_format="numpy")
-    crops = predict_scores(
-        model,
-        batches,
-        device,
-        amp_dtype=autocast_dtype(cfg.model, device),
-        channels_last=cfg.model.channels_last and device.type == "cuda",
-    )
+    amp, channels_last = numeric_format(cfg.model, device)
+    crops = predict_scores(model, batches, device, amp_dtype=amp, channels_last=channels_last)
     return per_image_predictions(crops)
 
 
@@ -163,10 +196,12 @@ def select_target_domains(
     *,
     reuse: bool = True,
     log: Callable[[str], None] = print,
+    target_key: str = "",
 ) -> SelectionOutcome:
     """The selection stage: F_D over the target (Ray Data batch inference), the similarity
-    table (reused from ``out_dir`` when ``reuse``), both rules, and the files
-    ``similarity.csv``, ``selection.json``, ``similarity.png`` under ``out_dir``."""
+    table (reused from ``out_dir`` when ``reuse`` and it was made by the same checkpoint on the
+    same target version, ``target_key``), both rules, and the files ``similarity.csv``,
+    ``selection.json``, ``similarity.png`` under ``out_dir``."""
     from dgqa_ray.inference import predict_domains, similarity_from_predictions
     from dgqa_ray.selection import (
         read_similarity_table,
@@ -176,10 +211,11 @@ def select_target_domains(
     )
 
     table_path = Path(out_dir) / "similarity.csv"
-    # The table is reused only for the checkpoint that made it (a retrained classifier, or
-    # another storage, makes a new one).
+    # The table is reused only for the checkpoint and target version that made it (a
+    # retrained classifier, another storage or another target makes a new one).
     made_by = Path(out_dir) / "classifier_checkpoint.txt"
-    same = made_by.exists() and made_by.read_text().strip() == checkpoint
+    key = f"{checkpoint}\n{target_key}".strip()
+    same = made_by.exists() and made_by.read_text().strip() == key
     if reuse and table_path.exists() and same:
         table = read_similarity_table(table_path)
         _say(log, f"selection: reusing the similarity table {table_path}")
@@ -206,7 +242,7 @@ def select_target_domains(
     )
     files = write_selection(selection, table, str(out_dir))
     made_by.parent.mkdir(parents=True, exist_ok=True)
-    made_by.write_text(checkpoint + "\n")
+    made_by.write_text(key + "\n")
     return SelectionOutcome(selection, other, table, files)
 
 
@@ -263,7 +299,9 @@ def train_classifier_stage(cfg: PipelineConfig, roles: dict[str, RoleData], trac
     return result
 
 
-def selection_stage(cfg, classifier, target_ds, run_dir: Path, tracker, log) -> SelectionOutcome:
+def selection_stage(
+    cfg, classifier, target_ds, run_dir: Path, tracker, log, target_key: str = ""
+) -> SelectionOutcome:
     """The selection, logged as its own nested run (an empty selection is the caller's to
     refuse: the pipeline stops on it, a search just reports it)."""
     from dgqa_ray.selection import distortion_names
@@ -277,6 +315,7 @@ def selection_stage(cfg, classifier, target_ds, run_dir: Path, tracker, log) -> 
             run_dir / "selection",
             reuse=not (cfg.redo_stage("selection") or cfg.redo_stage("classifier")),
             log=log,
+            target_key=target_key,
         )
         selection, other = outcome.selection, outcome.other
         selected = [int(t) for t in selection.selected]
@@ -307,7 +346,9 @@ def prepare_stages(
     """Data, classifier and selection (each reused when finished): the common start of the
     pipeline and of the searches (``tune.py``)."""
     from dgqa_ray.data.pipelines import read_dataset
+    from dgqa_ray.train import fit_to_cluster
 
+    cfg = fit_to_cluster(cfg, log=lambda _: None)
     timings = {} if timings is None else timings
     run_dir = Path(cfg.output_dir) / "runs" / cfg.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -325,7 +366,9 @@ def prepare_stages(
 
     t0 = time.monotonic()
     target_ds = read_dataset(roles["target"].storage_uri, roles["target"].dataset)
-    outcome = selection_stage(cfg, classifier, target_ds, run_dir, tracker, log)
+    outcome = selection_stage(
+        cfg, classifier, target_ds, run_dir, tracker, log, target_key=dataset_key(roles["target"])
+    )
     timings["selection"] = time.monotonic() - t0
     return PreparedRun(cfg, run_dir, roles, target_types, classifier, outcome, target_ds)
 
@@ -337,6 +380,28 @@ def domain_key(dist_types: Sequence[int] | None) -> str:
     return "-".join(str(t) for t in sorted({int(t) for t in dist_types})) or "none"
 
 
+def regressor_run_name(
+    run_name: str, variant: str, dist_types: Sequence[int] | None, split: int
+) -> str:
+    """The training run of one regressor. A variant trained on chosen types carries them in its
+    name (``demo-regressor-dgqa-1-3-17-split0``; a long set by its hash), so a changed selection
+    or target trains a new run, and switching back finds the old one."""
+    if dist_types is None:
+        return f"{run_name}-regressor-{variant}-split{split}"
+    key = domain_key(dist_types)
+    if len(key) > 32:
+        import hashlib
+
+        key = "h" + hashlib.sha1(key.encode()).hexdigest()[:10]
+    return f"{run_name}-regressor-{variant}-{key}-split{split}"
+
+
+def regressor_init_checkpoint(cfg: PipelineConfig, classifier) -> str | None:
+    """The checkpoint whose backbone starts every regressor: the domain classifier's best one
+    with ``model.regressor_init: classifier``, else None (``model.pretrained`` or random)."""
+    return classifier.best_checkpoint if cfg.model.regressor_init == "classifier" else None
+
+
 def train_and_evaluate(
     cfg: PipelineConfig,
     source: RoleData,
@@ -345,10 +410,13 @@ def train_and_evaluate(
     split: int,
     run_name: str,
     eval_dir: str | Path,
+    init_checkpoint: str | None = None,
+    target_key: str = "",
 ) -> tuple[dict[str, float], pd.DataFrame, Any]:
     """One regressor: trained (or resumed, or reused) on ``dist_types`` of source split
-    ``split``, then scored on the target. The per-image predictions are cached in
-    ``<eval_dir>/<run_name>.csv`` and reused while the regressor is unchanged.
+    ``split`` (its backbone from ``init_checkpoint`` when given), then scored on the target. The
+    per-image predictions are cached in ``<eval_dir>/<run_name>.csv`` and reused while the
+    regressor and the target version (``target_key``, ``dataset_key``) are unchanged.
 
     Returns ``({"srcc", "plcc", "krcc"}, per-image predictions, train.TrainResult)``.
     """
@@ -356,9 +424,14 @@ def train_and_evaluate(
     from dgqa_ray.train import fit_regressor, split_datasets
 
     datasets = split_datasets(cfg, source.storage_uri, source.dataset, split)
-    result = fit_regressor(cfg, datasets, run_name=run_name, dist_types=dist_types)
+    result = fit_regressor(
+        cfg, datasets, run_name=run_name, dist_types=dist_types, init_checkpoint=init_checkpoint
+    )
     cache = Path(eval_dir) / f"{run_name}.csv"
-    if cache.exists() and result.epochs_trained_now == 0:
+    made_by = cache.with_suffix(".key")
+    key = f"{result.best_checkpoint}\n{target_key}"
+    fresh = made_by.exists() and made_by.read_text() == key
+    if cache.exists() and fresh and result.epochs_trained_now == 0:
         per_image = pd.read_csv(cache)
     else:
         per_image = evaluate_on_target(result.best_checkpoint, cfg, target_ds)
@@ -366,6 +439,7 @@ def train_and_evaluate(
         tmp = cache.with_suffix(".csv.tmp")
         per_image.to_csv(tmp, index=False)
         tmp.replace(cache)
+        made_by.write_text(key)
     y, p = per_image["score"].to_numpy(), per_image["predicted"].to_numpy()
     metrics = {"srcc": srcc(p, y), "plcc": plcc(p, y), "krcc": krcc(p, y)}
     return metrics, per_image, result
@@ -374,8 +448,11 @@ def train_and_evaluate(
 # -- the flow ----------------------------------------------------------------------------------
 
 
-def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> PipelineResult:
-    """Run (or resume) the whole pipeline; see the module docstring."""
+def run_pipeline(
+    cfg: PipelineConfig, log: Callable[[str], None] = print, *, check_roots: bool = True
+) -> PipelineResult:
+    """Run (or resume) the whole pipeline; see the module docstring. ``check_roots``: check
+    every role's raw dataset first (``check_data_roots``; False when the caller just did)."""
     from dgqa_ray import reports
     from dgqa_ray.selection import distortion_names
     from dgqa_ray.tracking import Tracker, mlflow_ui_command
@@ -383,11 +460,13 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
 
     started = time.monotonic()
     timings: dict[str, float] = {}
+    if check_roots:
+        check_data_roots(cfg)  # before Ray starts: a wrong root costs seconds
+    cfg = init_ray_for_training(cfg, log=lambda text: _say(log, text))  # checks fit, first
     run_dir = Path(cfg.output_dir) / "runs" / cfg.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = save_config(cfg, str(run_dir / "config.yaml"))
-    _say(log, f"run {cfg.run_name!r}: config saved to {config_path}")
-    init_ray_for_training(cfg)
+    _say(log, f"run {cfg.run_name!r}: results in {run_dir.resolve()}; config {config_path}")
     names = distortion_names()
 
     with Tracker(cfg) as tracker:
@@ -408,16 +487,26 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
 
         # 4. regressors and evaluation
         t0 = time.monotonic()
-        rows = []
+        rows, histories = [], []
         eval_dir = run_dir / "evaluation"
-        variants = {"baseline": None, "dgqa": selected}
+        variants = regressor_variants(cfg, selected, target_types)
+        init = regressor_init_checkpoint(cfg, prepared.classifier)
+        target_key = dataset_key(prepared.target)
         for split in range(cfg.eval.n_splits):
             for variant, dist_types in variants.items():
-                name = f"{cfg.run_name}-regressor-{variant}-split{split}"
+                name = regressor_run_name(cfg.run_name, variant, dist_types, split)
                 _start_over(cfg, "regressors", name, log)
                 with tracker.nested(name) as run:
                     metrics, _, result = train_and_evaluate(
-                        cfg, prepared.source, target_ds, dist_types, split, name, eval_dir
+                        cfg,
+                        prepared.source,
+                        target_ds,
+                        dist_types,
+                        split,
+                        name,
+                        eval_dir,
+                        init_checkpoint=init,
+                        target_key=target_key,
                     )
                     for epoch, entry in enumerate(result.history):
                         run.log_metrics(entry, step=epoch)
@@ -441,6 +530,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
                         **metrics,
                     }
                 )
+                histories.append(_epoch_choice(variant, split, result))
                 _say(
                     log,
                     f"split {split} {variant:<8}: target SRCC {metrics['srcc']:.4f} "
@@ -454,8 +544,11 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
         paper = reports.paper_numbers_from_dir(_reference_dir(), target_key)
         results = reports.results_table(per_split, paper=paper)
         per_split.to_csv(run_dir / "per_split.csv", index=False)
+        epochs = pd.DataFrame(histories)
+        epochs.to_csv(run_dir / "regressor_epochs.csv", index=False)
         written = reports.write_results(results, str(run_dir), title=f"DGQA run {cfg.run_name}")
-        plot_last = pd.read_csv(eval_dir / f"{cfg.run_name}-regressor-dgqa-split0.csv")
+        dgqa_split0 = regressor_run_name(cfg.run_name, "dgqa", variants["dgqa"], 0)
+        plot_last = pd.read_csv(eval_dir / f"{dgqa_split0}.csv")
         figure = reports.plot_predictions(
             plot_last, title="Target, DGQA split 0: predicted vs true"
         )
@@ -472,6 +565,8 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
             target_types,
             names,
             timings,
+            prepared.classifier,
+            epochs,
         )
         gain = reports.dgqa_gain(results)
         tracker.log_metrics(
@@ -482,14 +577,32 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
                 "target_plcc_dgqa": _median(per_split, "dgqa", "plcc"),
                 "dgqa_gain_srcc": gain["srcc"],
                 "n_selected": len(selected),
+                **(
+                    {"target_srcc_oracle": _median(per_split, "oracle", "srcc")}
+                    if "oracle" in variants
+                    else {}
+                ),
             }
         )
         tracker.log_params({"selected_types": ",".join(map(str, selected)), "rule": selection.rule})
-        for path in (*written.values(), str(scatter), report_path, config_path):
+        timings["total"] = time.monotonic() - started
+        summary_path = write_summary(
+            run_dir,
+            cfg,
+            prepared.classifier,
+            selected,
+            selection.rule,
+            target_types,
+            per_split,
+            timings["total"],
+        )
+        for path in (*written.values(), str(scatter), report_path, config_path, summary_path):
             tracker.log_artifact(path)
         tracker.set_tags({"stage": "done"})
-        timings["total"] = time.monotonic() - started
-        ui = mlflow_ui_command(cfg)
+        # Point at the UI only for a store that took the runs.
+        ui = mlflow_ui_command(cfg) if tracker.active else ""
+        if not ui and cfg.tracking.enabled:
+            ui = f"(not recorded: {tracker.failure or 'tracking off'})"
 
     return PipelineResult(
         run_dir=str(run_dir),
@@ -501,7 +614,112 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
         mlflow_ui=ui,
         target_types=target_types,
         timings=timings,
+        classifier_metrics=_classifier_figures(prepared.classifier),
+        summary_path=summary_path,
     )
+
+
+def regressor_variants(
+    cfg: PipelineConfig, selected: Sequence[int], target_types: Sequence[int] | None
+) -> dict[str, list[int] | None]:
+    """The regressors of each split: ``baseline`` (all 25 types), ``dgqa`` (the selection) and,
+    when the target's true types are known and ``eval.oracle``, ``oracle`` (exactly those)."""
+    variants: dict[str, list[int] | None] = {"baseline": None, "dgqa": [int(t) for t in selected]}
+    if target_types and cfg.eval.oracle:
+        variants["oracle"] = sorted(int(t) for t in target_types)
+    return variants
+
+
+def _epoch_choice(variant: str, split: int, result) -> dict[str, Any]:
+    """Which epoch a regressor's best checkpoint is (chosen on the *source* validation split)
+    next to its last epoch."""
+    best, last = result.best_metrics, result.final_metrics
+    return {
+        "variant": variant,
+        "split": split,
+        "best_epoch": int(best.get("epoch", -1)) + 1,
+        "best_val_srcc": best.get("val_srcc"),
+        "last_epoch": int(last.get("epoch", -1)) + 1,
+        "last_val_srcc": last.get("val_srcc"),
+    }
+
+
+def _classifier_figures(classifier) -> dict[str, Any]:
+    """The classifier's held-out figures at its best epoch (chosen on its own validation
+    references) and at its last."""
+    best, last = classifier.best_metrics, classifier.final_metrics
+    out = {
+        "best_epoch": int(best.get("epoch", -1)) + 1,
+        "last_epoch": int(last.get("epoch", -1)) + 1,
+    }
+    for key in ("val_accuracy", "val_top3_accuracy", "val_loss", "val_images"):
+        if key in best:
+            out[f"best_{key}"] = best[key]
+        if key in last:
+            out[f"last_{key}"] = last[key]
+    out["best_val_accuracy_per_level"] = [best.get(f"val_accuracy_level{v}") for v in range(1, 6)]
+    return out
+
+
+SUMMARY_FILE = "summary.json"
+
+
+def write_summary(
+    run_dir: Path,
+    cfg: PipelineConfig,
+    classifier,
+    selected: Sequence[int],
+    rule: str,
+    target_types: Sequence[int] | None,
+    per_split: pd.DataFrame,
+    wall_seconds: float,
+) -> str:
+    """``<run_dir>/summary.json``: the machine-readable result of a run (written atomically).
+
+    Keys: ``classifier_val_accuracy`` / ``classifier_val_top3_accuracy`` (held-out top-1/top-3
+    at the checkpoint used, chosen on the classifier's validation references), ``selected``
+    (type ids of the configured ``rule``), ``target_types`` (the true types, embedded target
+    only, else null), ``selection_precision`` / ``selection_recall`` (null without true
+    types), ``baseline_srcc`` / ``dgqa_srcc`` / ``oracle_srcc`` and the PLCCs (medians over
+    splits; null where not computed), ``n_splits``, ``wall_seconds``.
+    """
+    import json
+    import math
+
+    from dgqa_ray import reports
+
+    def median(variant: str, metric: str) -> float | None:
+        part = per_split.loc[per_split["variant"] == variant, metric]
+        value = float(part.median()) if len(part) else float("nan")
+        return None if math.isnan(value) else round(value, 4)
+
+    figures = _classifier_figures(classifier)
+    quality = reports.selection_quality(selected, target_types) if target_types else None
+    summary = {
+        "run_name": cfg.run_name,
+        "classifier_val_accuracy": figures.get("best_val_accuracy"),
+        "classifier_val_top3_accuracy": figures.get("best_val_top3_accuracy"),
+        "classifier_best_epoch": figures["best_epoch"],
+        "classifier_epochs": figures["last_epoch"],
+        "rule": rule,
+        "selected": [int(t) for t in selected],
+        "target_types": [int(t) for t in target_types] if target_types else None,
+        "selection_precision": None if quality is None else round(quality["precision"], 4),
+        "selection_recall": None if quality is None else round(quality["recall"], 4),
+        "baseline_srcc": median("baseline", "srcc"),
+        "dgqa_srcc": median("dgqa", "srcc"),
+        "oracle_srcc": median("oracle", "srcc"),
+        "baseline_plcc": median("baseline", "plcc"),
+        "dgqa_plcc": median("dgqa", "plcc"),
+        "oracle_plcc": median("oracle", "plcc"),
+        "n_splits": int(per_split["split"].nunique()),
+        "wall_seconds": round(float(wall_seconds), 1),
+    }
+    path = run_dir / SUMMARY_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(path)
+    return str(path)
 
 
 def _median(per_split: pd.DataFrame, variant: str, metric: str) -> float:
@@ -509,15 +727,28 @@ def _median(per_split: pd.DataFrame, variant: str, metric: str) -> float:
 
 
 def _write_report(
-    cfg, run_dir, results, selected, rule, other_rule, other_selected, target_types, names, timings
+    cfg,
+    run_dir,
+    results,
+    selected,
+    rule,
+    other_rule,
+    other_selected,
+    target_types,
+    names,
+    timings,
+    classifier,
+    epochs: pd.DataFrame,
 ) -> str:
     from dgqa_ray import reports
 
     lines = [f"# DGQA pipeline run `{cfg.run_name}`", ""]
     lines += [
-        f"Classifier data: `{cfg.data.classifier_dataset}`, source: `{cfg.data.source_dataset}`, "
-        f"target: `{cfg.data.target_dataset}`; backbone {cfg.model.backbone} at "
-        f"{cfg.data.crop_size}px; {cfg.eval.n_splits} source split(s).",
+        f"Classifier data: `{cfg.data.classifier_dataset}` ({cfg.data.classifier_view}), source: "
+        f"`{cfg.data.source_dataset}`, target: `{cfg.data.target_dataset}`; backbone "
+        f"{cfg.model.backbone} at {cfg.data.crop_size}px; regressors start from "
+        f"`{cfg.model.regressor_init}` and train `{cfg.train.regressor_trainable}`; "
+        f"{cfg.eval.n_splits} source split(s).",
         "",
     ]
     if EMBEDDED in (cfg.data.source_dataset, cfg.data.target_dataset):
@@ -526,7 +757,30 @@ def _write_report(
             "pristine tiles, not subjective ratings.",
             "",
         ]
-    lines += [f"## Selected source types (rule `{rule}`)", ""]
+    figures = _classifier_figures(classifier)
+    lines += ["## Domain classifier (held-out references)", ""]
+    lines += [
+        "| epoch | used | top-1 | top-3 | loss |",
+        "| ---: | --- | ---: | ---: | ---: |",
+    ]
+    for entry in classifier.history:
+        epoch = int(entry["epoch"]) + 1
+        lines.append(
+            f"| {epoch} | {'yes' if epoch == figures['best_epoch'] else ''} | "
+            f"{entry.get('val_accuracy', float('nan')):.3f} | "
+            f"{entry.get('val_top3_accuracy', float('nan')):.3f} | "
+            f"{entry.get('val_loss', float('nan')):.3f} |"
+        )
+    per_level = figures["best_val_accuracy_per_level"]
+    if any(v is not None for v in per_level):
+        lines += [
+            "",
+            "Top-1 by level at the epoch used (level 1 is the mildest; several types are "
+            "identities or nearly so there): "
+            + ", ".join(f"L{i + 1} {v:.3f}" for i, v in enumerate(per_level) if v is not None)
+            + ".",
+        ]
+    lines += ["", f"## Selected source types (rule `{rule}`)", ""]
     lines.append(
         reports.selection_markdown(
             selected, names, reference=target_types, reference_label="the target's mixture types"
@@ -534,8 +788,28 @@ def _write_report(
         if target_types
         else reports.selection_markdown(selected, names)
     )
+    if target_types:
+        quality = reports.selection_quality(selected, target_types)
+        lines += [
+            "",
+            f"Precision {quality['precision']:.2f} (selected types that the target has), "
+            f"recall {quality['recall']:.2f} (target types selected).",
+        ]
     lines += ["", f"The other rule, `{other_rule}`, would select: {list(other_selected)}.", ""]
     lines += ["## Target SRCC/PLCC (median over splits)", "", reports.markdown_table(results), ""]
+    if "oracle" in set(results.get("variant", [])):
+        lines += [
+            "`oracle` trains on exactly the target's true types: the best any selection could "
+            "pick (it uses knowledge no real target gives).",
+            "",
+        ]
+    if not epochs.empty:
+        lines += [
+            "Regressor checkpoints are chosen on the source validation split, never on the target:",
+            "",
+            reports.markdown_table(epochs),
+            "",
+        ]
     lines += [
         reports.selections_across_targets(cfg.output_dir, _reference_dir(), truth=target_types),
         "",
@@ -551,19 +825,29 @@ def pipeline_summary(result: PipelineResult) -> str:
     """What ``jobs/full_pipeline.py`` prints at the end."""
     from dgqa_ray import reports
 
-    lines = [
-        "",
-        f"Selected types ({result.rule}): {result.selected}",
-    ]
+    figures = result.classifier_metrics
+    lines = [""]
+    if figures.get("best_val_accuracy") is not None:
+        lines.append(
+            f"Classifier, held-out references: top-1 {figures['best_val_accuracy']:.3f}, "
+            f"top-3 {figures.get('best_val_top3_accuracy', float('nan')):.3f} (epoch "
+            f"{figures['best_epoch']} of {figures['last_epoch']}; 25 classes, chance 0.04)"
+        )
+    lines.append(f"Selected types ({result.rule}): {result.selected}")
     if result.target_types:
-        overlap = reports.type_overlap(result.selected, result.target_types)
+        quality = reports.selection_quality(result.selected, result.target_types)
         lines.append(
             f"Target mixture types: {result.target_types}; recovered "
-            f"{len(overlap['recovered'])}/{len(result.target_types)} {overlap['recovered']}, "
-            f"also picked {overlap['extra']}"
+            f"{len(quality['recovered'])}/{len(result.target_types)} {quality['recovered']}, "
+            f"also picked {quality['extra']} (precision {quality['precision']:.2f}, recall "
+            f"{quality['recall']:.2f})"
         )
     lines += ["", reports.markdown_table(result.results), ""]
     lines.append(f"Report: {result.report_path}")
+    lines.append(f"Summary: {result.summary_path}")
     lines.append(f"Results and checkpoints: {result.run_dir}")
-    lines.append(f"MLflow UI: {result.mlflow_ui}")
+    if result.mlflow_ui.startswith("mlflow "):
+        lines.append(f"MLflow UI: {result.mlflow_ui}")
+    else:
+        lines.append(f"MLflow: {result.mlflow_ui or 'tracking off'}")
     return "\n".join(lines)

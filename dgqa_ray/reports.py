@@ -149,6 +149,19 @@ def type_overlap(selected: Iterable[int], reference: Iterable[int]) -> dict[str,
     }
 
 
+def selection_quality(selected: Iterable[int], reference: Iterable[int]) -> dict[str, Any]:
+    """``type_overlap`` plus ``precision`` (share of the selected types that are in the
+    reference; nan for an empty selection) and ``recall`` (share of the reference recovered)."""
+    overlap = type_overlap(selected, reference)
+    n_selected = len(overlap["recovered"]) + len(overlap["extra"])
+    n_reference = len(overlap["recovered"]) + len(overlap["missed"])
+    return {
+        **overlap,
+        "precision": len(overlap["recovered"]) / n_selected if n_selected else float("nan"),
+        "recall": len(overlap["recovered"]) / n_reference if n_reference else float("nan"),
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # The paper's numbers
 # --------------------------------------------------------------------------------------------

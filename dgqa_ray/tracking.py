@@ -298,6 +298,41 @@ class TrackedRun:
         self._call("end run", "set_terminated", self.run_id, status)
 
 
+def _end_abandoned_runs(client, experiment_id: str, run_name: str) -> list[str]:
+    """Mark KILLED the parent runs of this name still RUNNING, and their RUNNING nested runs.
+
+    A process killed with SIGKILL (or by the OOM killer) never ends its runs; without this
+    they would show RUNNING for ever. A new run of the same name means the old one is gone
+    (two pipelines of one name at once would share checkpoints anyway)."""
+    stale = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`mlflow.runName` = '{run_name}' and attributes.status = 'RUNNING' "
+            "and tags.`dgqa.stage` = 'pipeline'"
+        ),
+    )
+    ended = []
+    for run in stale:
+        children = client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.`mlflow.parentRunId` = '{run.info.run_id}' and attributes.status = 'RUNNING'"
+            ),
+        )
+        for child in children:
+            client.set_terminated(child.info.run_id, status="KILLED")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        ended.append(run.info.run_id)
+    if ended:
+        log.warning(
+            "MLflow: %d earlier run(s) named %r were still RUNNING (their process was killed); "
+            "marked KILLED",
+            len(ended),
+            run_name,
+        )
+    return ended
+
+
 class Tracker:
     """One parent MLflow run per pipeline run, with nested runs for its stages.
 
@@ -409,6 +444,7 @@ class Tracker:
                 client.update_run(run.info.run_id, status="RUNNING")
                 log.info("MLflow: reopened run %s (%s)", run.info.run_id, self.run_name)
         if run is None:
+            _end_abandoned_runs(client, experiment_id, self.run_name)
             tags = {MLFLOW_RUN_NAME: self.run_name, "dgqa.stage": "pipeline"}
             if self.resume_key is not None:
                 tags["dgqa.resume_key"] = self.resume_key

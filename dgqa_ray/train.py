@@ -303,29 +303,28 @@ def _validate_classifier(
     channels_last: bool,
     num_classes: int,
 ) -> dict[str, float]:
-    """Cross-entropy and top-1 accuracy over the crops of all workers (sums reduced)."""
-    from dgqa_ray.engine import evaluate_classifier
+    """Held-out accuracy over the images of *all* workers: every worker's per-crop logits are
+    gathered, the crops of each image averaged (softmax), then top-1 / top-3 and top-1 per
+    level are counted once over all images (``engine.classification_metrics``)."""
+    import pandas as pd
 
-    local = evaluate_classifier(
-        model, batches, device, num_classes=num_classes, amp_dtype=amp, channels_last=channels_last
-    )
-    n_local = local["n"]
-    loss_sum, correct, n = _all_reduce_sum(
-        [
-            local["loss"] * n_local if n_local else 0.0,
-            local["accuracy"] * n_local if n_local else 0.0,
-            n_local,
-        ]
-    )
-    if n == 0:
+    from dgqa_ray.engine import classification_metrics, predict_classes
+
+    crops = predict_classes(model, batches, device, amp_dtype=amp, channels_last=channels_last)
+    everything = pd.concat(_all_gather(crops), ignore_index=True)
+    if everything.empty:
         raise RuntimeError("validation: the val dataset produced no rows on any worker")
-    accuracy = correct / n
-    return {
-        "val_loss": loss_sum / n,
-        "val_accuracy": accuracy,
-        "val_crops": n,
-        "val_score": accuracy,
+    metrics = classification_metrics(everything, num_classes)
+    out = {
+        "val_loss": metrics["loss"],
+        "val_accuracy": metrics["accuracy"],
+        "val_top3_accuracy": metrics["top3_accuracy"],
+        "val_images": metrics["images"],
+        "val_crops": metrics["crops"],
+        "val_score": metrics["accuracy"],
     }
+    out.update({f"val_{k}": v for k, v in metrics.items() if k.startswith("accuracy_level")})
+    return out
 
 
 def _read_checkpoint(checkpoint) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -354,7 +353,8 @@ def _format_epoch(task: str, run_name: str, entry: Mapping[str, float], epochs: 
     if task == "classifier":
         text += (
             f", acc {entry['train_accuracy']:.3f} | val loss {entry['val_loss']:.4f}, "
-            f"acc {entry['val_accuracy']:.3f} ({int(entry['val_crops'])} crops)"
+            f"top-1 {entry['val_accuracy']:.3f}, top-3 {entry.get('val_top3_accuracy', float('nan')):.3f}"
+            f" ({int(entry.get('val_images', entry['val_crops']))} images)"
         )
     else:
         text += (
@@ -369,7 +369,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     ``config`` (built by :func:`build_trainer`): ``task``, ``cfg`` (``PipelineConfig.to_dict``),
     ``run_name``, ``dist_types`` (informational), ``failure`` (an ``InjectedFailure`` as a dict,
-    or None) and ``max_train_batches`` (None, or a cap per epoch for benchmarks).
+    or None), ``max_train_batches`` (None, or a cap per epoch for benchmarks), ``train_rows``
+    (training rows per epoch over all workers: the learning-rate schedule's length; None: the
+    first epoch's count is used) and ``init_checkpoint`` (a checkpoint whose backbone starts a
+    fresh run, or None).
     """
     import ray.train.torch
     import torch
@@ -378,13 +381,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from dgqa_ray.engine import (
         create_loss,
         create_optimizer,
+        create_scheduler,
+        freeze_all_but_head,
         restore_training_state,
         seed_everything,
         train_one_epoch,
         training_state,
         unwrap_model,
     )
-    from dgqa_ray.models import autocast_dtype, prepare_for_device
+    from dgqa_ray.models import load_pretrained, numeric_format, prepare_for_device, set_head_bias
 
     task = config["task"]
     cfg = PipelineConfig.from_dict(config["cfg"])
@@ -398,21 +403,48 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device() if use_gpu else torch.device("cpu")
     if device.type == "cpu":
         # Ray sets 1 thread unless told otherwise; the worker reserved cpus_per_worker cores.
-        torch.set_num_threads(cfg.train.cpus_per_worker)
-    amp = autocast_dtype(cfg.model, device)
-    channels_last = cfg.model.channels_last and device.type == "cuda"
+        torch.set_num_threads(max(1, cfg.train.cpus_per_worker))
+    amp, channels_last = numeric_format(cfg.model, device)
     num_classes = cfg.model.num_classes
     epochs = cfg.train.epochs_for(task)
 
     checkpoint = ray.train.get_checkpoint()
     seed_everything(cfg.train.seed)  # same initial weights on every rank
-    model = _create_model(task, cfg, load_weights=checkpoint is None)
+    init = config.get("init_checkpoint")
+    model = _create_model(task, cfg, load_weights=checkpoint is None and not init)
+    if checkpoint is None and init:
+        from dgqa_ray.inference import load_classifier_state
+
+        report = load_pretrained(model, load_classifier_state(init), skip_head=True)
+        if rank == 0:
+            _say(f"[{task} {run_name}] backbone from {init} ({report.loaded} tensors)")
+    if task == "regressor" and checkpoint is None and config.get("label_median") is not None:
+        # Start the head at the L1-optimal constant: Adam moves a parameter by about the
+        # learning rate per step, so a zero bias would need hundreds of steps to reach labels
+        # in [0, 10] and a short run would end far from them.
+        set_head_bias(model, float(config["label_median"]))
+    if task == "regressor" and cfg.train.regressor_trainable == "head":
+        freeze_all_but_head(model)
     model = prepare_for_device(model, device, channels_last)
-    optimizer = create_optimizer(cfg.train, model)
+    optimizer = create_optimizer(cfg.train, model, lr=cfg.train.lr_for(task))
+    per_worker_batch = cfg.train.batch_size // world
+    train_rows = config.get("train_rows")
+    steps_per_epoch = (
+        max(1, math.ceil(train_rows / world / per_worker_batch)) if train_rows else None
+    )
+    if max_batches is not None and steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, int(max_batches))
+    scheduler = (
+        create_scheduler(cfg.train, optimizer, epochs * steps_per_epoch)
+        if steps_per_epoch is not None
+        else None
+    )
+    if scheduler is None and cfg.train.lr_schedule != "constant" and rank == 0:
+        _say(f"[{task} {run_name}] no row count for the schedule: constant learning rate")
     start_epoch, history, session = 0, [], 1
     if checkpoint is not None:
         state, progress = _read_checkpoint(checkpoint)
-        start_epoch = restore_training_state(state, model, optimizer)
+        start_epoch = restore_training_state(state, model, optimizer, scheduler)
         history = list(progress["history"])
         session = int(progress.get("session", 1)) + 1
         if rank == 0:
@@ -426,7 +458,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
-    per_worker_batch = cfg.train.batch_size // world
 
     for epoch in range(start_epoch, epochs):
         epoch_start = time.perf_counter()
@@ -450,6 +481,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             amp_dtype=amp,
             channels_last=channels_last,
             max_batches=max_batches,
+            scheduler=scheduler,
         )
         # Totals over workers: images, loss sum, correct predictions; the slowest worker's time.
         images_local = stats["images"]
@@ -503,7 +535,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             ray_checkpoint = None
             if rank == 0:
                 torch.save(
-                    training_state(model, optimizer, epoch + 1, entry),
+                    training_state(model, optimizer, epoch + 1, entry, scheduler),
                     os.path.join(folder, STATE_FILE),
                 )
                 progress = {
@@ -554,8 +586,26 @@ class TrainValDataConfig(ray.train.DataConfig):
 
 
 def run_dir_uri(storage_uri: str, run_name: str) -> str:
-    """Where a run's checkpoints go: ``<storage>/checkpoints/<run_name>``."""
+    """Where a run's checkpoints go: ``<storage>/checkpoints/<run_name>``; a run name that is
+    not a plain name (``../escape``) is refused, so no run writes outside that folder."""
+    from dgqa_ray.user_input import check_name
+
+    check_name(run_name, "run_name")
     return storage.join(storage.normalize(storage_uri), CHECKPOINTS_DIR, run_name)
+
+
+def check_ingested(
+    task: str, cfg: PipelineConfig, dataset: str | None = None, storage_uri: str | None = None
+) -> str:
+    """The ingested dataset ``task`` would train on, checked to have a complete manifest before
+    anything starts (``shards.ManifestError`` naming the folder otherwise); returns its folder."""
+    from dgqa_ray.data import shards
+
+    if dataset is None:
+        dataset = cfg.data.classifier_dataset if task == "classifier" else cfg.data.source_dataset
+    folder = shards.dataset_uri(storage_uri or cfg.storage, dataset)
+    shards.read_manifest(folder)
+    return folder
 
 
 def _storage_args(storage_uri: str) -> tuple[str, Any]:
@@ -653,9 +703,30 @@ def _check_cluster_cpus(cfg: PipelineConfig) -> None:
             f"train.cpus_per_worker: {cfg.train.num_workers} worker(s) x "
             f"{cfg.train.cpus_per_worker} CPUs = {reserved} leaves none of the cluster's "
             f"{total:g} CPUs for Ray Data's decoding tasks, so training would wait forever; "
-            f"expected num_workers x cpus_per_worker <= {total - 1:g} (or start Ray with more "
-            "logical CPUs, e.g. ray.init(num_cpus=os.cpu_count() + 1))"
+            f"expected num_workers x cpus_per_worker <= {total - 1:g} (or "
+            "train.cpus_per_worker=0, which derives it from the cluster)"
         )
+
+
+def fit_to_cluster(cfg: PipelineConfig, log=print) -> PipelineConfig:
+    """``cfg`` with ``train.cpus_per_worker: 0`` resolved from the running cluster:
+    ``(CPUs - 1) // num_workers``, at least 1, so that a CPU stays free for Ray Data; then the
+    check that the workers leave Ray Data a CPU (a clear error, before any stage runs).
+    Without Ray running, 0 stays 0 (resolved when a trainer is built)."""
+    import ray
+
+    if not ray.is_initialized():
+        return cfg
+    if cfg.train.cpus_per_worker == 0:
+        total = float(ray.cluster_resources().get("CPU", 0.0))
+        per = max(1, int((total - 1) // cfg.train.num_workers)) if total else 1
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, cpus_per_worker=per))
+        log(
+            f"[cluster] train.cpus_per_worker=0: {cfg.train.num_workers} worker(s) x {per} CPU "
+            f"of the cluster's {total:g}, one left for Ray Data"
+        )
+    _check_cluster_cpus(cfg)
+    return cfg
 
 
 def _portable_config(cfg: PipelineConfig) -> dict[str, Any]:
@@ -667,21 +738,68 @@ def _portable_config(cfg: PipelineConfig) -> dict[str, Any]:
     return cfg.to_dict()
 
 
+@dataclass(frozen=True)
+class PreparedViews:
+    """What :func:`prepare_datasets` hands the trainer: the views and the training rows per
+    epoch (the learning-rate schedule's length; None when it could not be known)."""
+
+    views: dict[str, Any]
+    train_rows: int | None
+    description: str
+    label_median: float | None = None
+    """Regressor: median training label of the kept rows, the L1-optimal constant the head's
+    bias starts at (None when unknown)."""
+
+
+VAL_CACHE_BYTES = 512 * 2**20
+"""A validation view whose crops take less than this is computed once, before training, and
+kept in Ray's object store (``Dataset.materialize``): it is the same every epoch (seeded crops,
+and for the on-the-fly view seeded distortions), so recomputing it per epoch only costs time
+(measured on the demo: 10-14 s of a 20-25 s regressor epoch)."""
+
+
+def _cache_small_view(view, images: int | None, crops: int, crop: int):
+    if images is None or images * crops * 3 * crop * crop > VAL_CACHE_BYTES:
+        return view
+    return view.materialize()
+
+
+def _kept_rows(meta: Mapping[str, Any] | None, side: str, keep: Sequence[int] | None) -> int | None:
+    """Rows of ``side`` (train|val) whose dist_type is in ``keep`` (None: all), from the
+    ``meta`` that :func:`split_datasets` attaches; None without it."""
+    if not meta or f"{side}_dist_types" not in meta:
+        return None
+    import numpy as np
+
+    types = np.asarray(meta[f"{side}_dist_types"])
+    return int(len(types) if keep is None else np.isin(types, list(keep)).sum())
+
+
 def prepare_datasets(
     task: str,
     cfg: PipelineConfig,
     datasets: Mapping[str, Any],
     dist_types: Sequence[int] | None = None,
     start_epoch: int = 0,
-) -> dict[str, Any]:
+) -> PreparedViews:
     """The training and evaluation views that the workers' shards come from.
 
-    Classifier: only rows of its classes (KADID types 1..25, plus pristine 0 with 26 classes).
-    Regressor: only ``dist_types`` when given (the selected domains), on both sides.
-    ``start_epoch`` offsets the crop seeds of a resumed run, so its epochs do not repeat the
-    first epochs' crops.
+    Classifier, ``data.classifier_view: stored``: only rows of its classes (KADID types 1..25,
+    plus pristine 0 with 26 classes). ``on_the_fly``: only the pristine references (dist_type
+    0), distorted afresh every epoch (``onthefly_training_view``); the held-out references give
+    a fixed, seeded validation set of about ``data.onthefly_val_images`` images
+    (``onthefly_evaluation_view``). Regressor: only ``dist_types`` when given (the selected
+    domains), on both sides. ``start_epoch`` offsets the crop and distortion seeds of a resumed
+    run, so its epochs do not repeat the first epochs' draws.
     """
-    from dgqa_ray.data.pipelines import evaluation_view, filter_domains, training_view
+    from dgqa_ray.data.pipelines import (
+        evaluation_view,
+        filter_domains,
+        onthefly_evaluation_view,
+        onthefly_samples_per_reference,
+        onthefly_training_view,
+        training_view,
+    )
     from dgqa_ray.models import class_dist_types
 
     missing = {"train", "val"} - set(datasets)
@@ -689,22 +807,76 @@ def prepare_datasets(
         raise ValueError(
             f"datasets: expected keys 'train' and 'val' (Ray Datasets), missing {sorted(missing)}"
         )
+    meta = datasets.get("meta")
+    train, val = datasets["train"], datasets["val"]
+    crop, d = cfg.data.crop_size, cfg.data
+    if task == "classifier" and d.classifier_view == "on_the_fly":
+        train, val = filter_domains(train, [0]), filter_domains(val, [0])
+        n_train = _kept_rows(meta, "train", [0])
+        n_val = _kept_rows(meta, "val", [0])
+        if n_val is None:
+            n_val = val.count()
+        if n_train == 0 or n_val == 0:
+            raise ValueError(
+                "data.classifier_view: on_the_fly needs pristine references (dist_type 0) on "
+                f"both sides of the split; found {n_train} for training and {n_val} held out"
+            )
+        per_ref = onthefly_samples_per_reference(d.onthefly_val_images, n_val)
+        on_gpu = bool(d.onthefly_on_gpu and cfg.train.use_gpu)
+        train = onthefly_training_view(
+            train,
+            crop=crop,
+            samples_per_ref=d.onthefly_samples_per_ref,
+            seed=cfg.train.seed,
+            epoch=start_epoch,
+            hflip=d.hflip,
+            num_classes=cfg.model.num_classes,
+            device="cuda" if on_gpu else "cpu",
+            num_gpus=0.25 if on_gpu else 0.0,
+        )
+        val = onthefly_evaluation_view(
+            val,
+            crop=crop,
+            num_crops=d.eval_crops,
+            per_ref=per_ref,
+            seed=cfg.train.seed,
+            num_classes=cfg.model.num_classes,
+        )
+        val = _cache_small_view(val, n_val * per_ref, d.eval_crops, crop)
+        rows = None if n_train is None else n_train * d.onthefly_samples_per_ref
+        text = (
+            f"on the fly: {n_train if n_train is not None else '?'} references x "
+            f"{d.onthefly_samples_per_ref} fresh samples per epoch; validation {n_val} held-out "
+            f"references x {per_ref} fixed images"
+        )
+        return PreparedViews(
+            {"train": train.select_columns(["image", "dist_type"]), "val": val}, rows, text
+        )
+
     keep: list[int] | None = None
     if task == "classifier":
         keep = [int(t) for t in class_dist_types(cfg.model.num_classes)]
     elif dist_types is not None:
         keep = [int(t) for t in dist_types]
-    train, val = datasets["train"], datasets["val"]
     if keep is not None:
         train, val = filter_domains(train, keep), filter_domains(val, keep)
-    crop = cfg.data.crop_size
-    train = training_view(
-        train, crop=crop, seed=cfg.train.seed, epoch=start_epoch, hflip=cfg.data.hflip
-    )
+    rows = _kept_rows(meta, "train", keep)
+    median = None
+    if task == "regressor" and meta and "train_scores" in meta:
+        import numpy as np
+
+        scores = np.asarray(meta["train_scores"], dtype=np.float64)
+        if keep is not None:
+            scores = scores[np.isin(np.asarray(meta["train_dist_types"]), keep)]
+        scores = scores[np.isfinite(scores)]
+        median = float(np.median(scores)) if scores.size else None
+    train = training_view(train, crop=crop, seed=cfg.train.seed, epoch=start_epoch, hflip=d.hflip)
     target = "dist_type" if task == "classifier" else "score"
     train = train.select_columns(["image", target])  # numeric columns only: torch batches
-    val = evaluation_view(val, crop=crop, num_crops=cfg.data.eval_crops, seed=cfg.train.seed)
-    return {"train": train, "val": val}
+    val = evaluation_view(val, crop=crop, num_crops=d.eval_crops, seed=cfg.train.seed)
+    val = _cache_small_view(val, _kept_rows(meta, "val", keep), d.eval_crops, crop)
+    text = f"stored: {rows if rows is not None else '?'} training images per epoch"
+    return PreparedViews({"train": train, "val": val}, rows, text, median)
 
 
 def build_trainer(
@@ -717,6 +889,7 @@ def build_trainer(
     *,
     failure: InjectedFailure | None = None,
     max_train_batches: int | None = None,
+    init_checkpoint: str | None = None,
 ):
     """A ``TorchTrainer`` that trains ``task`` (classifier|regressor) as ``cfg`` says.
 
@@ -733,6 +906,9 @@ def build_trainer(
         failure: crash a worker once on purpose (tests); None reads ``DGQA_TRAIN_FAIL_AT_EPOCH``
             and ``DGQA_TRAIN_FAIL_MARKER`` from the environment, if set.
         max_train_batches: cap on training batches per epoch and worker (benchmarks).
+        init_checkpoint: a checkpoint folder (``TrainResult.best_checkpoint``) whose backbone
+            initialises the model before the first epoch (its head is skipped): the domain
+            classifier's, for ``model.regressor_init: classifier``. Ignored on resume.
 
     Raises:
         ValueError: bad task, dataset keys, dist_types, a run name holding another model's
@@ -745,7 +921,7 @@ def build_trainer(
         raise ValueError(f"task: invalid value {task!r}; allowed: {', '.join(TASKS)}")
     dist_types = _normalize_dist_types(task, dist_types)
     storage_uri = storage.normalize(storage_uri or cfg.storage)
-    _check_cluster_cpus(cfg)
+    cfg = fit_to_cluster(cfg, log=lambda _: None)
 
     start_epoch = 0
     latest = latest_progress(storage_uri, run_name)
@@ -757,7 +933,9 @@ def build_trainer(
 
     if failure is None:
         failure = InjectedFailure.from_env()
-    views = prepare_datasets(task, cfg, datasets, dist_types, start_epoch)
+    prepared = prepare_datasets(task, cfg, datasets, dist_types, start_epoch)
+    views = prepared.views
+    print(f"[{task} {run_name}] data: {prepared.description}")
     resources: dict[str, float] = {"CPU": float(cfg.train.cpus_per_worker)}
     if cfg.train.use_gpu:
         resources["GPU"] = 1.0
@@ -772,6 +950,9 @@ def build_trainer(
             "dist_types": dist_types,
             "failure": dataclasses.asdict(failure) if failure else None,
             "max_train_batches": max_train_batches,
+            "train_rows": prepared.train_rows,
+            "label_median": prepared.label_median,
+            "init_checkpoint": init_checkpoint,
         },
         scaling_config=ScalingConfig(
             num_workers=cfg.train.num_workers,
@@ -884,7 +1065,7 @@ def load_trained_model(
     import torch
 
     from dgqa_ray.engine import restore_training_state
-    from dgqa_ray.models import prepare_for_device
+    from dgqa_ray.models import numeric_format, prepare_for_device
 
     progress = json.loads(storage.read_text(storage.join(checkpoint_uri, PROGRESS_FILE)))
     task = progress.get("task")
@@ -904,16 +1085,25 @@ def load_trained_model(
     state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     model = _create_model(task, cfg, load_weights=False)
     restore_training_state(state, model)
-    model = prepare_for_device(model, device, cfg.model.channels_last and str(device) != "cpu")
+    model = prepare_for_device(model, device, numeric_format(cfg.model, device)[1])
     return model.eval(), progress
 
 
 def split_datasets(
     cfg: PipelineConfig, storage_uri: str, dataset: str, split_index: int = 0
 ) -> dict[str, Any]:
-    """``{"train", "val"}`` of an ingested dataset: split ``split_index`` of the paper's
-    reference-grouped splits (``cfg.eval``: ``train_fraction``, ``split_seed``, ``n_splits``)."""
-    from dgqa_ray.data.pipelines import read_dataset
+    """``{"train", "val", "meta"}`` of an ingested dataset: split ``split_index`` of the paper's
+    reference-grouped splits (``cfg.eval``: ``train_fraction``, ``split_seed``, ``n_splits``).
+
+    ``meta`` holds each side's ``dist_type`` per row (``train_dist_types``,
+    ``val_dist_types``) and the training side's ``score`` (``train_scores``), read from those
+    columns alone, so the trainer knows how many rows an epoch has (the learning-rate schedule)
+    and where the labels lie (the regressor head's starting bias) without reading images. For the classifier's on-the-fly
+    view the dataset is read in blocks of ``onthefly_block_rows`` references, one task each.
+    """
+    import numpy as np
+
+    from dgqa_ray.data.pipelines import onthefly_block_rows, read_dataset
     from dgqa_ray.data.splits import paper_splits
 
     if not 0 <= split_index < cfg.eval.n_splits:
@@ -921,15 +1111,29 @@ def split_datasets(
             f"split_index: expected 0..{cfg.eval.n_splits - 1} (eval.n_splits = "
             f"{cfg.eval.n_splits}), got {split_index}"
         )
-    ref_ids = read_dataset(storage_uri, dataset, columns=["ref_id"]).to_pandas()["ref_id"]
+    table = read_dataset(storage_uri, dataset, columns=["ref_id", "dist_type", "score"]).to_pandas()
     split = paper_splits(
-        ref_ids,
+        table["ref_id"],
         n=cfg.eval.n_splits,
         seed=cfg.eval.split_seed,
         train_fraction=cfg.eval.train_fraction,
     )[split_index]
-    ds = read_dataset(storage_uri, dataset)
-    return {"train": split.select(ds, "train"), "val": split.select(ds, "test")}
+    kwargs = {}
+    if dataset == cfg.data.classifier_dataset and cfg.data.classifier_view == "on_the_fly":
+        kwargs["read_block_rows"] = onthefly_block_rows(cfg.data.onthefly_samples_per_ref)
+    ds = read_dataset(storage_uri, dataset, **kwargs)
+    types = table["dist_type"].fillna(-1).to_numpy().astype(np.int64)
+    scores = table["score"].astype("float64").to_numpy()
+    in_train = table["ref_id"].astype(str).isin(set(map(str, split.train_refs))).to_numpy()
+    return {
+        "train": split.select(ds, "train"),
+        "val": split.select(ds, "test"),
+        "meta": {
+            "train_dist_types": types[in_train],
+            "val_dist_types": types[~in_train],
+            "train_scores": scores[in_train],
+        },
+    }
 
 
 def train_from_storage(
@@ -955,23 +1159,26 @@ def train_from_storage(
     return _fit(task, cfg, datasets, run_name, storage_uri, dist_types)
 
 
-def init_ray_for_training(cfg: PipelineConfig) -> None:
+def init_ray_for_training(cfg: PipelineConfig, log=print) -> PipelineConfig:
     """Connect to the cluster (``RAY_ADDRESS``, as under ``ray job submit``) or start a local
-    Ray with enough logical CPUs for the Train workers *and* Ray Data's decoding tasks.
+    Ray with enough logical CPUs for the Train workers *and* Ray Data's decoding tasks; returns
+    ``cfg`` fitted to it (``fit_to_cluster``).
 
     Locally: ``max(os.cpu_count(), num_workers x cpus_per_worker + 1)`` CPUs, i.e. on a 2-core
     machine with one worker of 2 CPUs, 3 logical CPUs: the worker's torch threads and the
     decoding tasks then share the cores, instead of decoding waiting forever for a free CPU.
+    With ``cpus_per_worker: 0``, ``os.cpu_count() + 1``: the workers get the cores.
     """
     import ray
 
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-        return
-    reserved = cfg.train.num_workers * cfg.train.cpus_per_worker
-    ray.init(num_cpus=max(os.cpu_count() or 1, reserved + 1))
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init()
+        else:
+            cores = os.cpu_count() or 1
+            per = cfg.train.cpus_per_worker or max(1, cores // cfg.train.num_workers)
+            ray.init(num_cpus=max(cores, cfg.train.num_workers * per + 1))
+    return fit_to_cluster(cfg, log)
 
 
 def format_history(result: TrainResult) -> str:

@@ -70,15 +70,34 @@ def get_args_parser(task: str, description: str) -> argparse.ArgumentParser:
 
 
 def main(task: str, description: str, argv: list[str] | None = None) -> int:
-    """Parse, train (or resume, or reuse), print; exit status 0, or 1 on bad input."""
+    """Parse, check, train (or resume, or reuse), print; exit status 0, 2 on bad input (found
+    before Ray starts: flags, config, the ingested dataset), 1 when training fails."""
     from dgqa_ray.config import ConfigError, config_from_args
-    from dgqa_ray.train import format_history, init_ray_for_training, train_from_storage
+    from dgqa_ray.data.shards import ManifestError
+    from dgqa_ray.train import (
+        check_ingested,
+        format_history,
+        init_ray_for_training,
+        train_from_storage,
+    )
+    from dgqa_ray.user_input import UserInputError, check_name, check_uri, redact
 
     job = f"train_{task}"
     args = get_args_parser(task, description).parse_args(argv)
     try:
+        if args.storage is not None:
+            check_uri(args.storage, "--storage")
+        if args.run_name is not None:
+            check_name(args.run_name, "--run-name")
+        if args.dataset is not None:
+            check_name(args.dataset, "--dataset")
         cfg = config_from_args(args)
-        init_ray_for_training(cfg)
+        check_ingested(task, cfg, args.dataset, args.storage)
+    except (ConfigError, UserInputError, ManifestError, ValueError, FileNotFoundError) as e:
+        print(f"{job}: error: {redact(e)}", file=sys.stderr)
+        return 2
+    try:
+        cfg = init_ray_for_training(cfg)
         result = train_from_storage(
             task,
             cfg,
@@ -89,7 +108,7 @@ def main(task: str, description: str, argv: list[str] | None = None) -> int:
             dist_types=getattr(args, "dist_types", None),
         )
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"{job}: error: {e}", file=sys.stderr)
+        print(f"{job}: error: {redact(e)}", file=sys.stderr)
         return 1
     print(format_history(result))
     print(result.summary())

@@ -47,7 +47,14 @@ from ray import tune
 
 from dgqa_ray.config import NUM_KADID_TYPES, PipelineConfig, save_config
 from dgqa_ray.data import storage
-from dgqa_ray.pipeline import RoleData, domain_key, train_and_evaluate
+from dgqa_ray.pipeline import (
+    RoleData,
+    check_data_roots,
+    dataset_key,
+    domain_key,
+    regressor_init_checkpoint,
+    train_and_evaluate,
+)
 
 TUNE_DIR = "tune"
 """Tune experiments go to ``<storage>/tune/<name>``."""
@@ -92,6 +99,12 @@ class TrialContext:
     table_csv: str
     """The similarity table, as CSV text (selection happens in the trial)."""
     eval_dir: str
+    init_checkpoint: str | None = None
+    """The classifier checkpoint whose backbone starts every regressor
+    (``model.regressor_init: classifier``), or None."""
+    target_key: str = ""
+    """The ingested target's version (``pipeline.dataset_key``): cached evaluations are
+    reused only on it."""
 
 
 def trial_types(point: Mapping[str, Any], table: pd.DataFrame, cfg: PipelineConfig) -> list[int]:
@@ -146,7 +159,15 @@ def domain_set_trial(config: dict[str, Any], context: TrialContext) -> None:
         for split in range(cfg.search.splits):
             name = f"{context.name}-{point['key']}-split{split}"
             metrics, _, _ = train_and_evaluate(
-                step_cfg, context.source, target_ds, types, split, name, context.eval_dir
+                step_cfg,
+                context.source,
+                target_ds,
+                types,
+                split,
+                name,
+                context.eval_dir,
+                init_checkpoint=context.init_checkpoint,
+                target_key=context.target_key,
             )
             per_split.append(metrics)
         report = {
@@ -182,21 +203,27 @@ def trial_concurrency(cfg: PipelineConfig, resources: Mapping[str, float] | None
     return max(1, fits)
 
 
-def init_ray_for_search(cfg: PipelineConfig) -> None:
+def init_ray_for_search(cfg: PipelineConfig) -> PipelineConfig:
     """Connect to the cluster (``RAY_ADDRESS``) or start a local Ray with room for the trials
     that ``search.max_concurrent`` asks for (0: as many as the cores hold), plus a CPU for Ray
-    Data, e.g. 3 logical CPUs on a 2-core machine with ``train.cpus_per_worker=1``."""
+    Data, e.g. 3 logical CPUs on a 2-core machine with ``train.cpus_per_worker=1``; returns
+    ``cfg`` with ``train.cpus_per_worker: 0`` read as 1 (trials run side by side), checked
+    against the cluster."""
     import ray
 
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-        return
-    cores = os.cpu_count() or 1
-    per_trial = cfg.train.num_workers * cfg.train.cpus_per_worker
-    trials = cfg.search.max_concurrent or max(1, cores // per_trial)
-    ray.init(num_cpus=max(cores, trials * per_trial) + 1)
+    from dgqa_ray.train import fit_to_cluster
+
+    if cfg.train.cpus_per_worker == 0:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, cpus_per_worker=1))
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init()
+        else:
+            cores = os.cpu_count() or 1
+            per_trial = cfg.train.num_workers * cfg.train.cpus_per_worker
+            trials = cfg.search.max_concurrent or max(1, cores // per_trial)
+            ray.init(num_cpus=max(cores, trials * per_trial) + 1)
+    return fit_to_cluster(cfg)
 
 
 def _experiment(cfg: PipelineConfig, name: str) -> tuple[str, Any, str]:
@@ -405,6 +432,8 @@ def _prepare(cfg: PipelineConfig, name: str, log) -> tuple[Any, TrialContext, Pa
         target=prepared.target,
         table_csv=prepared.outcome.table.to_csv(index=False),
         eval_dir=str(out_dir / "evaluation"),
+        init_checkpoint=regressor_init_checkpoint(cfg, prepared.classifier),
+        target_key=dataset_key(prepared.target),
     )
     return prepared, context, out_dir
 
@@ -446,7 +475,8 @@ def run_tau_sweep(
     started = time.monotonic()
     cfg = _absolute(cfg)
     name = name or f"{cfg.run_name}-tau"
-    init_ray_for_search(cfg)
+    check_data_roots(cfg)  # before Ray starts
+    cfg = init_ray_for_search(cfg)
     prepared, context, out_dir = _prepare(cfg, name, log)
     save_config(cfg, str(out_dir / "config.yaml"))
     points = sweep_points(cfg)
@@ -638,7 +668,8 @@ def run_gds_search(
     cfg = _absolute(cfg)
     search = cfg.search
     name = name or f"{cfg.run_name}-gds"
-    init_ray_for_search(cfg)
+    check_data_roots(cfg)  # before Ray starts
+    cfg = init_ray_for_search(cfg)
     prepared, context, out_dir = _prepare(cfg, name, log)
     save_config(cfg, str(out_dir / "config.yaml"))
     candidates = list(search.resolved_candidates)
@@ -872,13 +903,18 @@ def job_main(kind: str, description: str, argv: list[str] | None = None) -> int:
     import sys
 
     from dgqa_ray.config import ConfigError, config_from_args, with_search_overrides
+    from dgqa_ray.data.errors import DatasetError
+    from dgqa_ray.user_input import UserInputError, check_name, redact
 
     job, _ = _JOBS[kind]
     args = get_job_parser(kind, description).parse_args(argv)
     try:
+        if args.name is not None:
+            check_name(args.name, "--name")
         cfg = with_search_overrides(config_from_args(args), max_concurrent=args.max_concurrent)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"{job}: error: {e}", file=sys.stderr)
+        check_data_roots(cfg)  # before Ray starts
+    except (ConfigError, UserInputError, DatasetError, FileNotFoundError) as e:
+        print(f"{job}: error: {redact(e)}", file=sys.stderr)
         return 2
     run = run_tau_sweep if kind == "tau" else run_gds_search
     print(search_summary(run(cfg, name=args.name)))

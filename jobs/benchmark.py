@@ -6,6 +6,7 @@ Usage:
     python jobs/benchmark.py data                           # Ray Data training view vs DataLoader
     python jobs/benchmark.py training                       # Ray Train + Ray Data vs plain torch
     python jobs/benchmark.py search                         # tau sweep: parallel vs serial trials
+    python jobs/benchmark.py ablation                       # what limits the embedded default
     ray job submit --working-dir . -- python jobs/benchmark.py distortions
 
 Results go to ``dgqa_output/benchmarks/<mode>.csv`` unless ``--out`` says otherwise.
@@ -77,6 +78,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser(
+        "ablation",
+        help="the demo preset with one setting changed per row (classifier, selection, regressors)",
+        add_help=False,
+    )
+    sub.add_parser(
         "training",
         help="regressor training img/s: Ray Train + Ray Data vs a plain torch loop",
         add_help=False,
@@ -104,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         from dgqa_ray.benchmarks.search import main as search_main
 
         return search_main(rest)
+    if args.mode == "ablation":
+        from dgqa_ray.benchmarks.ablation import main as ablation_main
+
+        return ablation_main(rest)
     if args.mode == "training":
         from dgqa_ray.benchmarks.training import main as training_main
 

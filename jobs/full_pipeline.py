@@ -4,7 +4,7 @@ Usage:
     python jobs/full_pipeline.py                                   # the embedded default (demo preset)
     python jobs/full_pipeline.py --config jobs/configs/paper.yaml --set data.target_dataset=koniq10k
     python jobs/full_pipeline.py --set eval.n_splits=2 --set train.epochs=2 --redo selection
-    ray job submit --working-dir . -- python jobs/full_pipeline.py --config jobs/configs/demo.yaml
+    ray job submit --working-dir . -- python jobs/full_pipeline.py --base-dir "$PWD"   (RAY_AUTH_MODE=token)
 
 The embedded default synthesizes its own data from photos that ship with scikit-image, so it
 needs no download; it runs on a local Ray instance and writes everything under ./dgqa_output
@@ -39,17 +39,24 @@ def main(argv: list[str] | None = None) -> int:
     import dataclasses
 
     from dgqa_ray.config import ConfigError, config_from_args
-    from dgqa_ray.pipeline import pipeline_summary, run_pipeline
+    from dgqa_ray.data.errors import DatasetError
+    from dgqa_ray.pipeline import check_data_roots, pipeline_summary, run_pipeline
+    from dgqa_ray.user_input import UserInputError, redact
 
     args = get_args_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
         if args.redo:
             cfg = dataclasses.replace(cfg, redo=tuple(dict.fromkeys((*cfg.redo, *args.redo))))
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"full_pipeline: error: {e}", file=sys.stderr)
+        check_data_roots(cfg)  # before Ray starts: a wrong root costs seconds and one line
+    except (ConfigError, UserInputError, DatasetError, FileNotFoundError) as e:
+        print(f"full_pipeline: error: {redact(e)}", file=sys.stderr)
         return 2
-    result = run_pipeline(cfg)
+    try:
+        result = run_pipeline(cfg, check_roots=False)
+    except DatasetError as e:  # bad images past the allowed share, found while ingesting
+        print(f"full_pipeline: error: {redact(e)}", file=sys.stderr)
+        return 1
     print(pipeline_summary(result))
     return 0
 

@@ -20,8 +20,10 @@ S3 (AWS or any S3-compatible store): credentials from the standard AWS chain (en
 (or AWS_ENDPOINT_URL), e.g. ``DGQA_S3_ENDPOINT_URL=http://127.0.0.1:8333``. On a cluster every
 node needs the same settings (``ray job submit --runtime-env-json`` can pass the non-secret ones).
 
-Exit status: 0 ingested or already ingested, 1 bad input or too many bad images (the message
-names the file, the row or the report listing the bad images).
+Exit status: 0 ingested or already ingested; 2 bad input (a flag, a URI carrying credentials,
+a missing root, a broken layout or index: the message names the file and row), found before Ray
+starts; 1 the ingestion itself failed (too many bad images: the message names the report that
+lists them). No message ever shows a credential.
 """
 
 from __future__ import annotations
@@ -91,6 +93,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="fail when more than this share of images cannot be decoded (default: %(default)g)",
     )
     parser.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=64.0,
+        help="skip (as bad) images with more pixels than this, in millions (default: %(default)g)",
+    )
+    parser.add_argument(
         "--force",
         action="store_true",
         help="ingest again even if the same source was already ingested (default: off)",
@@ -112,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--shard-size-mb: expected > 0, got {args.shard_size_mb}")
     if not 0.0 <= args.max_bad_fraction <= 1.0:
         parser.error(f"--max-bad-fraction: expected a share in [0, 1], got {args.max_bad_fraction}")
+    if args.max_megapixels <= 0:
+        parser.error(f"--max-megapixels: expected > 0, got {args.max_megapixels}")
     if args.num_cpus is not None and args.num_cpus < 1:
         parser.error(f"--num-cpus: expected a positive integer, got {args.num_cpus}")
 
@@ -121,14 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     from dgqa_ray.data.errors import DatasetError
     from dgqa_ray.data.ingest import IngestionError, ingest
     from dgqa_ray.data.shards import IngestionInterrupted
+    from dgqa_ray.user_input import UserInputError, check_uri, redact
 
     try:
+        check_uri(args.root, "--root")
+        check_uri(args.storage, "--storage")
         adapter = open_adapter(args.dataset, args.root, **dict(args.option))
         # Read and check the index before any Ray start: a bad layout fails in a second.
         rows = len(adapter.index())
-    except (DatasetError, OSError, ValueError, TypeError) as e:
-        print(f"ingest: error: {e}", file=sys.stderr)
-        return 1
+    except (UserInputError, DatasetError, OSError, ValueError, TypeError) as e:
+        print(f"ingest: error: {redact(e)}", file=sys.stderr)
+        return 2
     print(f"{adapter.name}: index of {rows} images checked at {adapter.root}", flush=True)
 
     if not ray.is_initialized():
@@ -144,10 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             max_bad_fraction=args.max_bad_fraction,
             force=args.force,
             num_cpus=args.num_cpus,
+            max_megapixels=args.max_megapixels,
             log=lambda line: print(line, flush=True),
         )
     except (DatasetError, IngestionError, IngestionInterrupted, OSError, ValueError) as e:
-        print(f"ingest: error: {e}", file=sys.stderr)
+        print(f"ingest: error: {redact(e)}", file=sys.stderr)
         return 1
     print(f"dataset: {result.dataset_dir}")
     print(f"manifest: {result.dataset_dir}/manifest.json ({result.row_count} rows)")

@@ -51,32 +51,42 @@ def main(argv: list[str] | None = None) -> int:
 
     from dgqa_ray.config import ConfigError, config_from_args
     from dgqa_ray.data.pipelines import read_dataset
+    from dgqa_ray.data.shards import ManifestError, dataset_uri, read_manifest
     from dgqa_ray.pipeline import select_target_domains
     from dgqa_ray.train import init_ray_for_training, latest_progress
+    from dgqa_ray.user_input import UserInputError, check_name, check_uri, redact
 
     args = get_args_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"select_domains: error: {e}", file=sys.stderr)
+        for flag in ("checkpoint", "target_storage"):
+            if getattr(args, flag) is not None:
+                check_uri(getattr(args, flag), f"--{flag.replace('_', '-')}")
+        if args.target_dataset is not None:
+            check_name(args.target_dataset, "--target-dataset")
+        checkpoint = args.checkpoint
+        if checkpoint is None:
+            found = latest_progress(cfg.storage, f"{cfg.run_name}-classifier")
+            if found is None:
+                raise UserInputError(
+                    f"--checkpoint: not given, and no classifier run {cfg.run_name}-classifier "
+                    f"under {cfg.storage}"
+                )
+            checkpoint = found[0]
+        dataset = args.target_dataset or cfg.data.target_dataset
+        storage_uri = args.target_storage or cfg.storage
+        read_manifest(dataset_uri(storage_uri, dataset))  # ingested and complete, before Ray
+    except (ConfigError, UserInputError, ManifestError, ValueError, FileNotFoundError) as e:
+        print(f"select_domains: error: {redact(e)}", file=sys.stderr)
         return 2
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        found = latest_progress(cfg.storage, f"{cfg.run_name}-classifier")
-        if found is None:
-            print(
-                f"select_domains: error: no --checkpoint given and no classifier run "
-                f"{cfg.run_name}-classifier under {cfg.storage}",
-                file=sys.stderr,
-            )
-            return 2
-        checkpoint = found[0]
-    dataset = args.target_dataset or cfg.data.target_dataset
-    storage_uri = args.target_storage or cfg.storage
     out = Path(args.out) if args.out else Path(cfg.output_dir) / "runs" / cfg.run_name / "selection"
-    init_ray_for_training(cfg)
+    cfg = init_ray_for_training(cfg)
     target_ds = read_dataset(storage_uri, dataset)
-    outcome = select_target_domains(cfg, checkpoint, target_ds, out, reuse=False)
+    try:
+        outcome = select_target_domains(cfg, checkpoint, target_ds, out, reuse=False)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"select_domains: error: {redact(e)}", file=sys.stderr)
+        return 2
     s = outcome.selection
     print(f"selected ({s.rule}, threshold {s.threshold:.4f}): {list(s.selected)} {s.names}")
     print(f"{outcome.other.rule} would select: {list(outcome.other.selected)}")

@@ -99,7 +99,8 @@ def _references(args: argparse.Namespace):
 
     if args.refs is None:
         return embedded_references(max_tiles=args.max_refs)
-    if args.max_refs is None:  # every reference (or the table's)
+    if args.max_refs is None:  # every reference (or the table's); listed here to check the folder
+        list_references(args.refs)
         return args.refs
     refs = list_references(args.refs)[: args.max_refs]
     return [(ref.name, ref.load()) for ref in refs]  # (name, (H, W, 3) uint8)
@@ -118,18 +119,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max-refs: expected a positive integer, got {args.max_refs}")
 
     from dgqa_ray.data.synthesis import SynthesisError, synthesize_kadid, synthesize_kadis
+    from dgqa_ray.user_input import UserInputError, check_uri, redact
 
     out = Path(args.out) if args.out else Path("dgqa_output") / "synth" / args.style
     common = dict(seed=args.seed, num_cpus=args.num_cpus, progress=not args.quiet)
-    try:
+    try:  # the references are listed (and checked) before Ray starts
+        if args.out is not None and "://" in check_uri(args.out, "--out"):
+            raise UserInputError(f"--out: expected a local folder, got {args.out!r}")
         refs = _references(args)
+    except (UserInputError, OSError, ValueError, SynthesisError) as e:
+        print(f"synthesize: error: {redact(e)}", file=sys.stderr)
+        return 2
+    try:
         if args.style == "kadid":
             result = synthesize_kadid(refs, out, types=args.types, **common)
         else:
             table = args.kadis_table
             result = synthesize_kadis(refs, out, table=table, types=args.types, **common)
-    except (OSError, ValueError, SynthesisError) as e:  # bad input: the message names it
-        print(f"synthesize: error: {e}", file=sys.stderr)
+    except (OSError, ValueError, SynthesisError) as e:  # the message names the input
+        print(f"synthesize: error: {redact(e)}", file=sys.stderr)
         return 1
 
     print(

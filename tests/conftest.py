@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 pytest_plugins = [
+    "tests.fixtures.leftovers",  # first: its session check runs after every other teardown
     "tests.fixtures.ray_cluster",
     "tests.fixtures.ray_cli",
     "tests.fixtures.s3_server",

@@ -275,7 +275,10 @@ def test_kuberay_manifest_required_fields(path):
             assert spec["entrypoint"].strip()
             assert isinstance(yaml.safe_load(spec["runtimeEnvYAML"]), dict)
             assert spec["shutdownAfterJobFinishes"] is True  # no idle GPUs left behind
-            assert spec.get("ttlSecondsAfterFinished", 0) >= 0
+            # Finished jobs' clusters must go away, and not at once (the logs stay readable).
+            assert 60 <= spec["ttlSecondsAfterFinished"] <= 86400, spec.get(
+                "ttlSecondsAfterFinished"
+            )
             check_ray_cluster_spec(spec["rayClusterSpec"], f"{path.name} {name}")
         elif doc["kind"] == "Deployment":
             labels = doc["spec"]["template"]["metadata"]["labels"]

@@ -71,7 +71,7 @@ def test_paper_and_demo_presets():
     assert paper.train.lr == 2e-5 and paper.train.epochs == 15
     demo = load_config("demo")
     assert demo.model.backbone == "resnet18" and demo.data.crop_size <= 128
-    assert not demo.train.use_gpu and demo.train.cpus_per_worker == 2
+    assert not demo.train.use_gpu and demo.train.cpus_per_worker == 0  # from the cluster
     assert {demo.data.classifier_dataset, demo.data.source_dataset, demo.data.target_dataset} == {
         "embedded"
     }
@@ -116,9 +116,27 @@ def test_direct_construction_is_checked_too():
     ("overrides", "pattern"),
     [
         (
-            ["model.backbone=vgg16"],
-            r"model\.backbone: invalid value 'vgg16'; allowed: resnet18, resnet34, resnet50",
+            ["model.backbone=resnet19"],
+            r"model\.backbone: invalid value 'resnet19'; expected a torchvision classification "
+            r"model name.*did you mean resnet18",
         ),
+        (["data.classifier_view=live"], r"data\.classifier_view: invalid value 'live'"),
+        (["model.regressor_init=imagenet"], r"model\.regressor_init: invalid value"),
+        (["model.cpu_bf16=maybe"], r"model\.cpu_bf16: invalid value 'maybe'; allowed: off, on"),
+        (["train.lr_schedule=step"], r"train\.lr_schedule: invalid value 'step'"),
+        (["train.warmup_fraction=1"], r"train\.warmup_fraction: invalid value 1\.0; expected"),
+        (["train.regressor_trainable=layer4"], r"train\.regressor_trainable: invalid value"),
+        (["data.onthefly_samples_per_ref=0"], r"data\.onthefly_samples_per_ref: invalid value 0"),
+        (
+            ["data.target_dataset=custom", "data.target_options.score=mos"],
+            r"data\.target_options: custom takes no option score; options it takes: path_column",
+        ),
+        (
+            ["data.target_options.score_column=mos"],
+            r"data\.target_options: the embedded default sets its adapters' options itself",
+        ),
+        (["data.target_options=[1, 2]"], r"data\.target_options: expected a mapping"),
+        (["train.lr.x=1"], r"train\.lr is not a mapping"),
         (["model.num_classes=10"], r"model\.num_classes: invalid value 10; allowed: 25, 26"),
         (["model.amp=fp8"], r"model\.amp: invalid value 'fp8'; allowed: bf16, none"),
         (["train.optimizer=rmsprop"], r"train\.optimizer: .*allowed: adam, adamw, sgd"),
@@ -255,3 +273,32 @@ def test_the_config_reference_in_the_docs_is_generated_from_the_code():
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "pipeline.md"
     assert update(doc, write=False), "docs/pipeline.md is stale: run jobs/config_reference.py"
+
+
+def test_adapter_options_take_mappings_and_dotted_keys():
+    cfg = load_config(
+        "demo",
+        [
+            "data.target_dataset=custom",
+            "data.target_options.score_column=mos",
+            "data.target_options.higher_is_better=false",
+            "data.source_options={}",
+        ],
+    )
+    assert cfg.data.target_options == {"score_column": "mos", "higher_is_better": False}
+    assert cfg.to_dict()["data"]["target_options"] == {
+        "score_column": "mos",
+        "higher_is_better": False,
+    }
+    flow = load_config(
+        "demo",
+        ["data.target_dataset=koniq10k", "data.target_options={resolution: 1024x768}"],
+    )
+    assert flow.data.target_options == {"resolution": "1024x768"}
+    assert load_config("demo").data.target_options == {}
+
+
+def test_learning_rates_per_task():
+    cfg = load_config("demo", ["train.lr=3e-3", "train.classifier_lr=1e-3"])
+    assert cfg.train.lr_for("regressor") == 3e-3 and cfg.train.lr_for("classifier") == 1e-3
+    assert load_config("paper").train.lr_for("classifier") == 2e-5

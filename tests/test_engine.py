@@ -294,3 +294,97 @@ def test_gpu_epoch_bf16_channels_last():
         channels_last=True,
     )
     assert metrics["n"] == 8
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from dgqa_ray.engine import create_scheduler
+
+    model = torch.nn.Linear(2, 1)
+    cfg = TrainConfig(lr=1e-2, lr_schedule="cosine", warmup_fraction=0.1, use_gpu=False)
+    optimizer = create_optimizer(cfg, model)
+    scheduler = create_scheduler(cfg, optimizer, total_steps=100)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(1e-3)  # 1/10 of the rate: first of 10 warmup steps
+    assert max(rates) == pytest.approx(1e-2) and rates.index(max(rates)) in (9, 10)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False))  # decays
+    assert rates[-1] < 1e-4
+    constant = TrainConfig(lr_schedule="constant", use_gpu=False)
+    assert create_scheduler(constant, create_optimizer(constant, model), 100) is None
+
+
+def test_a_resumed_schedule_continues_where_it_stopped():
+    from dgqa_ray.engine import create_scheduler
+
+    cfg = TrainConfig(lr=1e-2, lr_schedule="cosine", use_gpu=False)
+    model = create_regressor(ModelConfig(backbone="resnet18"))
+    optimizer = create_optimizer(cfg, model)
+    scheduler = create_scheduler(cfg, optimizer, total_steps=10)
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()
+    state = training_state(model, optimizer, 2, scheduler=scheduler)
+    fresh_opt = create_optimizer(cfg, model)
+    fresh = create_scheduler(cfg, fresh_opt, total_steps=10)
+    restore_training_state(state, model, fresh_opt, fresh)
+    assert fresh_opt.param_groups[0]["lr"] == pytest.approx(optimizer.param_groups[0]["lr"])
+    assert fresh.last_epoch == 4
+
+
+def test_head_only_training_leaves_the_backbone_and_its_statistics_alone():
+    from dgqa_ray.engine import freeze_all_but_head
+
+    model = create_regressor(ModelConfig(backbone="resnet18"))
+    trainable = freeze_all_but_head(model)
+    assert trainable == 512 + 1
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = create_optimizer(TrainConfig(lr=1e-2, use_gpu=False), model)
+    rng = np.random.default_rng(0)
+    batches = [
+        {
+            "image": rng.integers(0, 255, (4, 3, 32, 32), dtype=np.uint8),
+            "score": rng.random(4) * 10,
+        }
+        for _ in range(3)
+    ]
+    train_one_epoch(model, batches, optimizer, create_loss("regressor"), CPU, task="regressor")
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # Only the head moved: weights and BatchNorm running statistics of the backbone did not.
+    assert changed == {"fc.weight", "fc.bias"}
+
+
+def test_classification_metrics_average_crops_per_image_and_count_levels():
+    from dgqa_ray.engine import classification_metrics
+
+    # Two images of type 3 (class 2), two crops each; image "a" right on average, "b" wrong.
+    logits = np.zeros((4, 25), np.float32)
+    logits[0, 2], logits[1, 2] = 4.0, -1.0  # a: crop 1 sure of class 2, crop 2 unsure
+    logits[2, 7], logits[3, 7] = 3.0, 3.0  # b: class 7 both times
+    logits[2, 2], logits[3, 2] = 2.0, 2.5  # ... with class 2 second: in the top 3
+    crops = pd.DataFrame(
+        {
+            "image_id": ["a", "a", "b", "b"],
+            "dist_type": [3, 3, 3, 3],
+            "dist_level": [1, 1, 5, 5],
+            "logits": list(logits),
+        }
+    )
+    out = classification_metrics(crops, 25)
+    assert out["accuracy"] == 0.5 and out["top3_accuracy"] == 1.0
+    assert out["images"] == 2 and out["crops"] == 4
+    assert out["accuracy_level1"] == 1.0 and out["accuracy_level5"] == 0.0
+    assert "accuracy_level3" not in out
+
+
+def test_predict_classes_on_an_empty_shard_gives_no_rows():
+    # A worker whose validation shard is empty (more workers than blocks) still takes part in
+    # the gather with an empty frame; the two-node rehearsal hit this.
+    from dgqa_ray.engine import predict_classes
+
+    model = create_classifier(ModelConfig(backbone="resnet18", num_classes=25))
+    crops = predict_classes(model, [], "cpu")
+    assert crops.empty and list(crops.columns) == ["image_id", "dist_type", "dist_level", "logits"]

@@ -143,7 +143,14 @@ def test_ray_data_inference_equals_plain_torch_over_the_same_crops(target_ds, tm
     result = select_domains(table, rule="mean_prob")
     expected = [t for t, p in zip(range(1, 26), ref_probs.mean(axis=0), strict=True) if p > 0.04]
     assert list(result.selected) == expected
-    assert select_domains(table, rule="topk_vote", k=4).rule == "topk_vote"
+    # The top-k vote counts, per type, the images that rank it among their 4 largest mean
+    # logits (the authors' sel_dist.py), and keeps the rounded share >= 0.04 of N x 3.
+    top4 = np.argsort(-ref_logits, axis=1)[:, :4] + 1
+    votes = np.array([(top4 == t).any(axis=1).sum() for t in range(1, 26)])
+    np.testing.assert_array_equal(table["votes"].to_numpy(), votes)
+    share = np.round(votes / (7 * 3), 2)
+    voted = select_domains(table, rule="topk_vote", k=4)
+    assert list(voted.selected) == [t for t in range(1, 26) if share[t - 1] >= 0.04]
 
 
 @pytest.mark.slow

@@ -55,8 +55,46 @@ def test_other_backbones(name, features):
 
 
 def test_bad_backbone():
-    with pytest.raises(ValueError, match="backbone: invalid value 'vgg'; allowed: resnet18"):
+    with pytest.raises(ValueError, match="backbone: invalid value 'vgg'; expected a torchvision"):
         create_backbone("vgg", 2)
+
+
+def test_any_torchvision_classifier_by_name_with_its_last_linear_layer_as_head():
+    from dgqa_ray.models import head_name, is_head_key, set_head_bias
+
+    model = create_backbone("mobilenet_v3_small", 25)
+    assert head_name(model) == "classifier.3" and model.classifier[3].out_features == 25
+    assert is_head_key(model, "classifier.3.weight") and not is_head_key(
+        model, "features.0.0.weight"
+    )
+    out = model.eval()(torch.zeros(2, 3, 64, 64))
+    assert out.shape == (2, 25)
+    assert head_name(create_backbone("resnet18", 1)) == "fc"
+    regressor = create_backbone("resnet18", 1)
+    set_head_bias(regressor, 7.5)
+    assert regressor.fc.bias.item() == 7.5
+
+
+def test_load_pretrained_skips_the_head_of_any_backbone():
+    source = create_backbone("mobilenet_v3_small", 25)
+    target = create_backbone("mobilenet_v3_small", 1)
+    report = load_pretrained(target, source.state_dict())
+    assert report.skipped == ("classifier.3.bias", "classifier.3.weight")
+    assert torch.equal(target.features[0][0].weight, source.features[0][0].weight)
+
+
+def test_numeric_format_picks_bf16_on_cpu_only_when_asked_or_amx():
+    from dgqa_ray.models import cpu_has_amx_bf16, numeric_format
+
+    assert numeric_format(ModelConfig(cpu_bf16="off"), "cpu") == (None, False)
+    assert numeric_format(ModelConfig(cpu_bf16="on"), "cpu") == (torch.bfloat16, True)
+    auto = numeric_format(ModelConfig(cpu_bf16="auto"), "cpu")
+    assert auto == ((torch.bfloat16, True) if cpu_has_amx_bf16() else (None, False))
+    assert numeric_format(ModelConfig(amp="bf16", channels_last=True), "cuda") == (
+        torch.bfloat16,
+        True,
+    )
+    assert numeric_format(ModelConfig(amp="none", channels_last=False), "cuda") == (None, False)
 
 
 def test_class_mapping():

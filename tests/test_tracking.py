@@ -75,7 +75,7 @@ def test_parent_and_nested_runs_hold_params_metrics_and_artifacts(store, tmp_pat
     client = _client(tracker.tracking_uri)
     parent = client.get_run(tracker.run_id)
     assert parent.info.status == "FINISHED" and parent.info.run_name == "pipeline-1"
-    assert parent.data.params["train.lr"] == "0.001"
+    assert parent.data.params["train.lr"] == str(cfg.train.lr)
     assert parent.data.params["data.embedded_target_types"] == "[1, 3, 10, 17, 18, 25]"
     assert parent.data.tags["dgqa.target"] == "embedded"
     assert parent.data.metrics["target_srcc"] == 0.5

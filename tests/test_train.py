@@ -35,6 +35,7 @@ def tiny_config(*overrides: str):
         "demo",
         [
             "data.crop_size=32",
+            "data.classifier_view=stored",
             "train.batch_size=8",
             "train.eval_batch_size=40",
             "train.num_workers=1",

@@ -68,7 +68,7 @@ def test_trial_concurrency_follows_what_a_trial_reserves(overrides, resources, e
         ("search.taus=[0.0]", r"search.taus: expected values in \(0, 1\)"),
         ("search.rules=[best]", "search.rules: invalid rule 'best'"),
         ("search.gds_candidates=[0,3]", "search.gds_candidates"),
-        ("search.splits=9", "search.splits: 9 exceeds eval.n_splits 5"),
+        ("search.splits=9", "search.splits: 9 exceeds eval.n_splits 3"),
         ("search.gds_start=full", "search.gds_start"),
     ],
 )
@@ -168,7 +168,7 @@ def _trial_runs(cfg, parent_name: str):
 
 
 @pytest.mark.slow
-def test_gds_search_runs_two_rounds_over_four_candidates_on_s3(search_setup, s3_server):
+def test_gds_search_runs_two_rounds_over_two_candidates_on_s3(search_setup, s3_server):
     tmp, cfg, path = search_setup
     store = s3_server.unique_uri("gds")  # datasets, checkpoints and Tune's experiments on S3
     _job(
@@ -179,7 +179,7 @@ def test_gds_search_runs_two_rounds_over_four_candidates_on_s3(search_setup, s3_
         "--name",
         "greedy",
         "--set",
-        "search.gds_candidates=[1,3,9,17]",
+        "search.gds_candidates=[1,3]",
         "--set",
         "search.gds_max_rounds=2",
         # ASHA's path (per-epoch reports, the scheduler); with 1 epoch it stops no trial.
@@ -190,7 +190,7 @@ def test_gds_search_runs_two_rounds_over_four_candidates_on_s3(search_setup, s3_
     rounds = pd.read_csv(out / "rounds.csv")
     trials = pd.read_csv(out / "trials.csv")
     assert list(rounds["round"]) == [1, 2]
-    assert sorted(trials.groupby("round").size().tolist()) == [3, 4]  # 4 candidates, then 3
+    assert sorted(trials.groupby("round").size().tolist()) == [1, 2]  # 2 candidates, then 1
     first = rounds.iloc[0]
     best_first = trials[trials["round"] == 1]["target_srcc"].max()
     assert math.isclose(first["target_srcc"], best_first)
@@ -205,7 +205,7 @@ def test_gds_search_runs_two_rounds_over_four_candidates_on_s3(search_setup, s3_
 
     parent, children = _trial_runs(cfg, "greedy")
     assert parent.data.tags.get("dgqa.search") == "gds"
-    assert len(children) == 7
+    assert len(children) == 3
     assert {c.data.params["round"] for c in children} == {"1", "2"}
     assert all("target_srcc" in c.data.metrics for c in children)
 
@@ -232,7 +232,9 @@ def test_tau_sweep_killed_part_way_resumes_and_mlflow_holds_one_run_per_trial(se
     taus = [0.03, 0.04, 0.05]
     args = ["--name", "sweep", "--set", f"search.taus={taus}"]
     experiment = tmp / "storage" / "tune" / "sweep"
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    # Tune saves its experiment state every second (its "auto" period can lag behind fast
+    # trials), so the kill lands while a trial is still left to resume.
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", TUNE_GLOBAL_CHECKPOINT_S="1")
     env.pop("RAY_ADDRESS", None)
     log = tmp / "first_attempt.log"
     with log.open("w") as out:

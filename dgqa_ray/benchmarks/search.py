@@ -29,7 +29,7 @@ def run_search_benchmark(cfg, out_csv: str | None = None) -> pd.DataFrame:
     from dgqa_ray.tune import init_ray_for_search, quiet_tracker, run_tau_sweep, trial_concurrency
 
     cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, enabled=False))
-    init_ray_for_search(cfg)
+    cfg = init_ray_for_search(cfg)
     prepare_stages(cfg, quiet_tracker(cfg), print)  # made (or reused) before any timing
     parallel = trial_concurrency(cfg)
     stamp = time.strftime("%Y%m%d-%H%M%S")

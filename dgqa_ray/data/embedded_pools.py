@@ -7,60 +7,67 @@
     pools.recovery(selected)     # {"recovered": [...], "missed": [...], "extra": [...]}
 
 No dataset can be downloaded where the demo runs, so the pipeline's default makes its own
-(DESIGN.md section 6). The tiles of ``embedded.embedded_references(cfg.data.embedded_tile)`` are
-split **by content** (the photo a tile was cut from) into three disjoint pools, so no photo is
-seen by two stages:
+(docs/pipeline.md). The tiles of ``embedded.embedded_references(cfg.data.embedded_tile)`` are
+split **by photo**: the target's photos are in no training pool, so whatever the classifier and
+the regressors learn must transfer to content they never saw:
 
 ==============  ===============================  ==========================================
-pool            photos                           what is written (adapter)
+pool            content                          what is written (adapter)
 ==============  ===============================  ==========================================
-classifier      motorcycle, immunohistochemistry KADIS-700k layout (``kadis700k``): every tile
-                                                 x ``embedded_classifier_types_per_ref`` types
-                                                 x 5 levels, plus the pristine tile
-source          astronaut, rocket                KADID-10k layout (``kadid10k``): the first
-                                                 ``embedded_source_refs`` tiles x 25 types x 5
-                                                 levels; ``dmos`` holds the proxy
+classifier      motorcycle, astronaut, rocket    KADIS-700k layout (``kadis700k``): the
+                + ``embedded_dead_leaves``       references in ``ref_imgs/``; with
+                procedural dead-leaves images    ``data.classifier_view: stored`` also every
+                                                 tile x ``embedded_classifier_types_per_ref``
+                                                 types x 5 levels in ``dist_imgs/``
+source          motorcycle, astronaut, rocket    KADID-10k layout (``kadid10k``): the first
+                (+ ``embedded_source_dead_leaves``)  ``embedded_source_refs`` tiles x 25 types
+                                                 x 5 levels; ``dmos`` holds the proxy
 target          coffee, chelsea (cat)            ``custom`` table ``target.csv``: images carrying
                                                  1..``embedded_max_types_per_image`` of
                                                  ``embedded_target_types`` applied in sequence
 ==============  ===============================  ==========================================
 
-With 96 x 128 tiles the photos give 45 / 40 / 25 tiles. The source uses only the first few
-(round-robin over its two photos) because every source tile costs 125 images in each of the ten
-regressor trainings; the classifier uses them all.
+The classifier and the source share their three photos (KADIS-700k and KADID-10k share kinds of
+content too): the packages this project may read ship five natural colour photos, and two of
+them are the target's. Content variety is what both models are short of (docs/pipeline.md,
+ablation), so the classifier pool adds procedural dead-leaves references (``dead_leaves.py``),
+whose colours come from the classifier photos' pixels. The source uses only
+``embedded_source_refs`` tiles (round-robin over its photos) because every source tile costs
+125 images in each regressor training.
 
 **Scores are proxies.** No one rated these images: the source's ``dmos`` column and the
-target's ``proxy_ms_ssim`` column hold MS-SSIM against the pristine tile (``proxy_scores.py``,
-[0, 1], higher is better). Ingestion puts them in ``mos`` (min-max normalised into ``score``),
-because that is the schema's column for the label; ``pool.json`` in each pool and
-``embedded_pools.json`` say what they are. The classifier pool has no scores (as KADIS).
+target's ``proxy_ms_ssim`` column hold MS-SSIM against the pristine (stretched) tile
+(``proxy_scores.py``, [0, 1], higher is better). Ingestion puts them in ``mos`` (min-max
+normalised into ``score``), because that is the schema's column for the label; ``pool.json`` in
+each pool and ``embedded_pools.json`` say what they are. The classifier pool has no scores (as
+KADIS).
 
-Classifier pool and KADIS-700k: KADIS gives each of its 140,000 references one type. With ~45
-tiles that would leave about two tiles per class, so each tile gets several distinct types
-(``embedded_classifier_types_per_ref``, default 5). Types are dealt from one seeded permutation
-of 1..25 so that every type gets the same number of tiles (+-1). The files follow the KADIS
-naming (``dist_imgs/<tile>_<TT>_<LL>.bmp``, which is what the ``kadis700k`` adapter reads);
-``kadis700k_ref_imgs.csv`` names each tile's first type in ``dist_type_1`` (the column holds one
-type) and ``classifier_types.csv`` lists all of them. The images are made by
-``synthesis.synthesize_kadis``, once per type slot, in parallel on Ray.
+Classifier pool and KADIS-700k: with ``data.classifier_view: on_the_fly`` (the demo) the pool is
+references only, as the KADIS-700k release is, and training distorts them afresh every epoch
+(``pipelines.onthefly_training_view``). With ``stored``, the distorted images are written as the
+published generator would: KADIS gives each of its 140,000 references one type, which with ~130
+references would leave about five per class, so each tile gets several distinct types
+(``embedded_classifier_types_per_ref``) dealt from one seeded permutation of 1..25 so that every
+type gets the same number of tiles (+-1); ``kadis700k_ref_imgs.csv`` names each reference's first
+type and ``classifier_types.csv`` lists all of them.
 
 Target pool: image j of the pool is tile ``j mod n_tiles``; its first type cycles through a
 seeded shuffle of ``embedded_target_types`` (so every type is present about equally often),
 1..``embedded_max_types_per_image`` types are drawn (uniformly), the others without repetition
 from the rest of the list, each with a level drawn uniformly from 1..5 (mean shift and contrast
-change skip their level 3, which is the identity), and they are applied in a random order, each on the previous result (``distortions.apply``, which min-max stretches its
-output as the reference generator does). ``target.csv`` records the true types and levels of
-every image (``dist_types`` and ``dist_levels``, ``;``-separated, in the order applied), and
-``EmbeddedPools.target_types`` the set present, so a report can say how many of them the
-domain selection recovered. The target stands in for an authentic set: real photos mix
-distortions that are not applied one after another to a pristine image, and their scores are
-subjective.
+change skip their level 3, which is the identity), and they are applied in a random order, each
+on the previous result (``distortions.apply``, which min-max stretches its output as the
+reference generator does). ``target.csv`` records the true types and levels of every image
+(``dist_types`` and ``dist_levels``, ``;``-separated, in the order applied), and
+``EmbeddedPools.target_types`` the set present, so a report can say how many of them the domain
+selection recovered. The target stands in for an authentic set: real photos mix distortions
+that are not applied one after another to a pristine image, and their scores are subjective.
 
 Known differences from the published datasets: tiles are 96 x 128 (KADID: 384 x 512); the
-source has 8 references (KADID: 81) and the classifier ~45 (KADIS: 140,000); within the source
+source has 24 references (KADID: 81) and the classifier ~130 (KADIS: 140,000); within the source
 and the classifier pools, the 80/20 splits group by *tile* (the ``ref_id`` the adapters give), so
-two tiles of one photo can fall on both sides of a split (the pools themselves never share a
-photo).
+two tiles of one photo can fall on both sides of a split (no training pool shares a photo with
+the target).
 
 Reuse: the pools and their settings are recorded in ``<out_dir>/embedded_pools.json``, written
 last. A call with the same settings finds it and returns at once; different settings (tile,
@@ -87,20 +94,23 @@ from PIL import Image
 
 from dgqa_ray.config import NUM_KADID_TYPES, PipelineConfig
 
-from .embedded import ReferenceTile, embedded_references
+from .dead_leaves import dead_leaves_references, is_dead_leaves_name, palette_from_photos
+from .embedded import ReferenceTile, embedded_photos, embedded_references
 from .proxy_scores import PROXY_COLUMN, PROXY_SCALE, proxy_scores, proxy_spec
 from .synthesis import KADID_INDEX, KADIS_INDEX, derive_seed, synthesize_kadid, synthesize_kadis
 from .writers import LocalFolderWriter
 
 POOL_ROLES = ("classifier", "source", "target")
+TRAINING_PHOTOS = ("skimage_motorcycle", "skimage_astronaut", "skimage_rocket")
 POOL_PHOTOS: dict[str, tuple[str, ...]] = {
-    # The classifier gets the photos with the most tiles (it needs the most references); the
-    # target gets the two everyday scenes, the closest to an authentic set.
-    "classifier": ("skimage_motorcycle", "skimage_ihc"),
-    "source": ("skimage_astronaut", "skimage_rocket"),
+    # The target gets the two everyday scenes, the closest to an authentic set; the classifier
+    # and the source share the other three (five photos are all the packages ship).
+    "classifier": TRAINING_PHOTOS,
+    "source": TRAINING_PHOTOS,
     "target": ("skimage_coffee", "skimage_chelsea"),
 }
-"""Content ids (``embedded.content_id``) of each pool: disjoint, so no photo is in two pools."""
+"""Content ids (``embedded.content_id``) of each pool's photos: the target's are in no other
+pool."""
 
 MANIFEST_FILE = "embedded_pools.json"
 POOL_FILE = "pool.json"
@@ -108,7 +118,7 @@ TARGET_TABLE = "target.csv"
 CLASSIFIER_TYPES_FILE = "classifier_types.csv"
 TARGET_DATASET = "embedded_target"
 """``dataset`` name of the ingested target (the custom adapter's ``dataset_name``)."""
-POOLS_FORMAT = 1
+POOLS_FORMAT = 2
 """Bumped whenever what a build writes changes, so older pools are rebuilt, not reused."""
 LEVELS = (1, 2, 3, 4, 5)
 IDENTITY_LEVELS: dict[int, tuple[int, ...]] = {18: (3,), 25: (3,)}
@@ -176,9 +186,13 @@ class EmbeddedPools:
         lines = [f"embedded pools at {self.out_dir} ({state}); scores: {PROXY_SCALE}"]
         for role in POOL_ROLES:
             p = self.pool(role)
+            procedural = sum(1 for r in p.references if is_dead_leaves_name(r))
+            made = f"{p.images} distorted images" if p.images else "references only"
             lines.append(
-                f"  {role:10s} {p.adapter:9s} {len(p.references):3d} tiles of "
-                f"{', '.join(p.contents)} -> {p.images} distorted images"
+                f"  {role:10s} {p.adapter:9s} {len(p.references) - procedural:3d} tiles of "
+                f"{', '.join(p.contents)}"
+                + (f" + {procedural} dead-leaves images" if procedural else "")
+                + f" -> {made}"
             )
         lines.append(f"  target types: {list(self.target_types)}")
         return "\n".join(lines)
@@ -280,7 +294,12 @@ def _settings(cfg: PipelineConfig, tiles: Mapping[str, list[ReferenceTile]]) -> 
         "seed": d.embedded_seed,
         "photos": {role: list(POOL_PHOTOS[role]) for role in POOL_ROLES},
         "tiles": {role: [t.name for t in tiles[role]] for role in POOL_ROLES},
+        "classifier_view": d.classifier_view,
         "classifier_types_per_ref": d.embedded_classifier_types_per_ref,
+        "dead_leaves": {
+            "classifier": d.embedded_dead_leaves,
+            "source": d.embedded_source_dead_leaves,
+        },
         "target_types": list(d.embedded_target_types),
         "max_types_per_image": d.embedded_max_types_per_image,
         "target_images": d.embedded_target_images,
@@ -315,9 +334,27 @@ def _build_classifier(
     seed: int,
     num_cpus: int | None,
     progress: bool,
+    stored: bool,
 ) -> int:
-    """KADIS layout with several types per tile: one ``synthesize_kadis`` run per type slot,
-    all into the same folder (file names differ by type; pristine tiles are written once)."""
+    """KADIS layout. ``stored``: several types per tile, one ``synthesize_kadis`` run per type
+    slot, all into the same folder (file names differ by type; pristine tiles are written
+    once). Otherwise the references alone, as the KADIS-700k release ships them (the on-the-fly
+    view distorts them while training)."""
+    if not stored:
+        writer = LocalFolderWriter(folder)
+        for t in tiles:
+            writer.write_image(f"ref_imgs/{t.name}.png", t.image, "png")
+        writer.write_index(
+            KADIS_INDEX,
+            pd.DataFrame(
+                {
+                    "ref_im": [f"{t.name}.png" for t in tiles],
+                    "dist_type_1": [plan[t.name][0] for t in tiles],
+                    "dist_type_2": pd.array([pd.NA] * len(tiles), dtype="Int64"),
+                }
+            ),
+        )
+        return 0
     slots = len(next(iter(plan.values())))
     with tempfile.TemporaryDirectory(prefix="dgqa-kadis-plan-") as tmp:
         for s in range(slots):
@@ -426,11 +463,10 @@ def _pools_from_manifest(
     for role in POOL_ROLES:
         root = folder / role
         if role == "classifier":
-            # Pristine tiles are class 0 of the authors' 26-class classifier; a 25-class one
-            # has no class for them.
-            options: dict[str, Any] = {
-                "include_references": cfg.model.num_classes == NUM_KADID_TYPES + 1
-            }
+            # The pristine references are always ingested: the on-the-fly view distorts them,
+            # and they are class 0 of the authors' 26-class classifier (the stored view of a
+            # 25-class classifier filters them out).
+            options: dict[str, Any] = {"include_references": True}
         elif role == "source":
             options = {}
         else:
@@ -514,6 +550,17 @@ def build_embedded_pools(
         "target": None,
     }
     tiles = {role: pool_tiles(all_tiles, role, limits[role]) for role in POOL_ROLES}
+    if d.embedded_dead_leaves or d.embedded_source_dead_leaves:
+        photos = embedded_photos()
+        palette = palette_from_photos([photos[c] for c in TRAINING_PHOTOS], d.embedded_seed)
+        tile = tuple(d.embedded_tile)
+        tiles["classifier"] += dead_leaves_references(
+            d.embedded_dead_leaves, tile, d.embedded_seed, palette
+        )
+        # Other indices than the classifier's: the source's procedural images are new content.
+        tiles["source"] += dead_leaves_references(
+            d.embedded_source_dead_leaves, tile, d.embedded_seed, palette, start=5000
+        )
     for role in POOL_ROLES:
         if not tiles[role]:
             raise ValueError(
@@ -553,7 +600,13 @@ def build_embedded_pools(
         [t.name for t in tiles["classifier"]], d.embedded_classifier_types_per_ref, seed
     )
     n_cls = _build_classifier(
-        folder / "classifier", tiles["classifier"], cls_plan, seed, num_cpus, progress
+        folder / "classifier",
+        tiles["classifier"],
+        cls_plan,
+        seed,
+        num_cpus,
+        progress,
+        stored=d.classifier_view == "stored",
     )
     t_cls = time.monotonic() - t0
 

@@ -5,15 +5,18 @@ What happens, in order:
 1. The adapter's index is read and validated (bad labels fail here, before any image is read).
 2. Its *source fingerprint* (SHA-256 of the schema version and the whole index: ids, labels and
    paths) is compared with the current manifest's: equal means "already ingested" and nothing is
-   done, unless ``force``. (Image files replaced in place under the same names are not noticed:
-   pass ``force`` after editing images.)
+   done, unless ``force``, or unless some of the images the last run skipped as bad now
+   decode (they are re-read on every rerun: a fixed image is noticed). Other image files
+   replaced in place under the same names are not noticed: pass ``force`` after editing them.
+   An unpublished version folder left by a killed run is removed then.
 3. Rows are shuffled (seeded by the fingerprint: training shuffles blocks of consecutive rows,
    which must not all show one reference image) and planned into shards of about
    ``shard_size_mb`` from the mean size of a sample of the image files. One Ray Data task per
    shard reads its images (a few threads, since reads from S3 wait on the network), decodes
    each with Pillow to verify it and get width/height, and streams the original encoded bytes
    into ``versions/<new version>/part-NNNNN.parquet``.
-4. Images that do not decode are skipped and listed in ``<dataset>/_reports/bad_images.csv``
+4. Images that do not decode, or have more than ``max_megapixels`` million pixels (64: checked
+   before decoding), are skipped and listed in ``<dataset>/_reports/bad_images.csv``
    (image_id, path, reason). More than ``max_bad_fraction`` of them fails the run, naming that
    file, and publishes nothing.
 5. The manifest is written last (``shards.write_manifest``); older versions are then deleted.
@@ -52,8 +55,10 @@ SIZE_SAMPLE = 64
 FAIL_AFTER_ENV = "DGQA_INGEST_FAIL_AFTER_SHARDS"
 BAD_REPORT_NAME = "bad_images.csv"
 
-# A decompression-bomb check is for untrusted web input; SPAQ photos are 4000x3000 (12 MP),
-# under Pillow's 89 MP warning, so keep Pillow's default and let it raise on absurd images.
+MAX_IMAGE_MEGAPIXELS = 64.0
+"""Images larger than this are skipped as bad (``too large``), before they are decoded: the
+paper's largest are SPAQ's 4000 x 3000 (12 MP), and Pillow's own limit (178 MP) would let a
+144 MP image through with only a warning in a worker log."""
 
 
 class IngestionError(RuntimeError):
@@ -101,9 +106,15 @@ def _check_index(index: pd.DataFrame, dataset: str) -> None:
         )
     if len(index) == 0:
         raise ValueError(f"adapter for {dataset!r} returned an empty index")
-    if index["image_id"].duplicated().any():
-        dup = index["image_id"][index["image_id"].duplicated()].iloc[0]
-        raise ValueError(f"adapter for {dataset!r} returned duplicate image_id {dup!r}")
+    duplicated = index["image_id"].duplicated(keep=False)
+    if duplicated.any():
+        dup = index["image_id"][duplicated].iloc[0]
+        rows = [int(i) + 1 for i in np.flatnonzero((index["image_id"] == dup).to_numpy())]
+        paths = index.loc[index["image_id"] == dup, "path"].head(2).tolist()
+        raise ValueError(
+            f"adapter for {dataset!r} returned duplicate image_id {dup!r} at index rows "
+            f"{rows[:5]} (paths {paths}); image ids must be unique (set the id column)"
+        )
 
 
 def plan_shards(
@@ -130,14 +141,20 @@ def plan_shards(
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
-def verify_image(data: bytes) -> tuple[int, int]:
-    """(width, height) of an encoded image after a full decode; raises if it does not decode.
+def verify_image(data: bytes, max_megapixels: float = MAX_IMAGE_MEGAPIXELS) -> tuple[int, int]:
+    """(width, height) of an encoded image after a full decode; raises if it does not decode,
+    or (before decoding) if it has more than ``max_megapixels`` million pixels.
 
     ``Image.verify`` alone misses truncated files, so the pixels are actually decoded.
     """
     with Image.open(io.BytesIO(data)) as im:
-        im.load()
         width, height = im.size
+        if width * height > max_megapixels * 1e6:
+            raise ValueError(
+                f"too large: {width}x{height} = {width * height / 1e6:.1f} MP, more than "
+                f"max_image_megapixels={max_megapixels:g}"
+            )
+        im.load()
     if width <= 0 or height <= 0:
         raise ValueError(f"image has size {width}x{height}")
     return width, height
@@ -171,7 +188,12 @@ def _rows_table(rows: pd.DataFrame, images: list[bytes], sizes: list[tuple[int, 
 
 
 def write_shard(
-    rows: pd.DataFrame, shard_uri: str, relpath: str, row_group_mb: float, chunk: int = 32
+    rows: pd.DataFrame,
+    shard_uri: str,
+    relpath: str,
+    row_group_mb: float,
+    chunk: int = 32,
+    max_megapixels: float = MAX_IMAGE_MEGAPIXELS,
 ) -> dict:
     """Read, verify and write one shard's images; what the Ray task runs.
 
@@ -191,14 +213,19 @@ def write_shard(
                 for i, (data, error) in enumerate(pool.map(_read, part["path"])):
                     if data is not None:
                         try:
-                            sizes.append(verify_image(data))
+                            sizes.append(verify_image(data, max_megapixels))
                             images.append(data)
                             keep.append(i)
                             continue
                         except UnidentifiedImageError:
                             error = "decode failed: not a recognised image format"
                         except Exception as e:  # any decoder failure means "bad image"
-                            error = f"decode failed: {type(e).__name__}: {e}"
+                            reason = str(e)
+                            error = (
+                                reason
+                                if reason.startswith("too large")
+                                else f"decode failed: {type(e).__name__}: {e}"
+                            )
                     bad_ids.append(str(part["image_id"].iloc[i]))
                     bad_paths.append(str(part["path"].iloc[i]))
                     bad_reasons.append(str(error))
@@ -227,6 +254,25 @@ def _write_bad_report(uri: str, bad: list[tuple[str, str, str]]) -> None:
     storage.write_text_atomic(uri, buf.getvalue())
 
 
+def _bad_images_now_readable(report_uri: str, max_megapixels: float) -> int:
+    """How many images of the last run's bad-image report read and decode now (fixed since)."""
+    try:
+        report = pd.read_csv(io.StringIO(storage.read_text(report_uri)), dtype=str)
+    except (OSError, ValueError):
+        return 0
+    fixed = 0
+    for path in report.get("path", pd.Series(dtype=str)).dropna():
+        data, error = _read(path)
+        if data is None:
+            continue
+        try:
+            verify_image(data, max_megapixels)
+        except Exception:
+            continue
+        fixed += 1
+    return fixed
+
+
 def _fail_after_from_env() -> int | None:
     value = os.environ.get(FAIL_AFTER_ENV, "").strip()
     if not value:
@@ -247,6 +293,7 @@ def ingest(
     row_group_mb: float = shards.DEFAULT_ROW_GROUP_MB,
     num_cpus: int | None = None,
     fail_after_shards: int | None = None,
+    max_megapixels: float = MAX_IMAGE_MEGAPIXELS,
     log: Callable[[str], None] = print,
 ) -> IngestResult:
     """Ingest ``adapter``'s dataset under ``<storage_uri>/<adapter.name>/``; see the module doc.
@@ -279,9 +326,29 @@ def ingest(
         except shards.ManifestError as e:
             log(f"{dataset}: existing dataset is not usable ({e}); ingesting again")
         else:
-            if current.source_fingerprint == fingerprint:
-                bad = int(current.extra.get("bad_images", 0))
-                log(f"{dataset}: already ingested at {ddir} (same source fingerprint); use --force")
+            bad = int(current.extra.get("bad_images", 0))
+            same = current.source_fingerprint == fingerprint
+            fixed = _bad_images_now_readable(report_uri, max_megapixels) if bad and same else 0
+            if current.source_fingerprint == fingerprint and fixed:
+                log(
+                    f"{dataset}: {fixed} of the {bad} image(s) skipped as bad last time now "
+                    "decode; ingesting again"
+                )
+            elif current.source_fingerprint == fingerprint:
+                # A killed ingestion can leave an unpublished version folder: nothing reads
+                # it, and it must not pile up.
+                stale = shards.remove_other_versions(ddir, keep=current.version)
+                if stale:
+                    log(f"{dataset}: removed {len(stale)} unpublished version folder(s)")
+                note = (
+                    f"; {bad} bad image(s) were skipped and still are, listed in {report_uri}"
+                    if bad
+                    else ""
+                )
+                log(
+                    f"{dataset}: already ingested at {ddir} (same source fingerprint{note}); "
+                    "use --force"
+                )
                 return IngestResult(
                     dataset,
                     ddir,
@@ -293,7 +360,8 @@ def ingest(
                     time.perf_counter() - started,
                     current,
                 )
-            log(f"{dataset}: source changed since the last ingestion; ingesting a new version")
+            else:
+                log(f"{dataset}: source changed since the last ingestion; ingesting a new version")
 
     # Rows are stored in a random order, seeded by the fingerprint (so a rerun writes the same
     # shards): the published orders group a reference's distorted versions together, and
@@ -321,7 +389,11 @@ def ingest(
         rows = frame.iloc[int(item["start"]) : int(item["stop"])]
         name = shards.shard_name(int(item["shard"]))
         out = write_shard(
-            rows, storage.join(vdir, name), item["relpath"] + name, row_group_mb=row_group_mb
+            rows,
+            storage.join(vdir, name),
+            item["relpath"] + name,
+            row_group_mb=row_group_mb,
+            max_megapixels=max_megapixels,
         )
         out["shard"] = int(item["shard"])
         return out

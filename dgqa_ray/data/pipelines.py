@@ -218,6 +218,14 @@ def _dist_type_array(column) -> np.ndarray:
     )
 
 
+def _level_array(batch: pa.Table) -> np.ndarray:
+    """``dist_level`` as int16, 0 where unknown (pristine or authentic images)."""
+    if "dist_level" not in batch.column_names:
+        return np.zeros(batch.num_rows, dtype=np.int16)
+    column = batch.column("dist_level")
+    return np.asarray(pc.fill_null(column, 0).to_numpy(zero_copy_only=False)).astype(np.int16)
+
+
 def _score_array(column) -> np.ndarray:
     arr = pa.array(column) if not isinstance(column, pa.ChunkedArray | pa.Array) else column
     return np.asarray(pc.fill_null(arr, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -260,6 +268,7 @@ def _eval_batch(batch: pa.Table, crop: int, num_crops: int, seed: int | None) ->
         "image": images,
         "score": repeat(_score_array(batch.column("score")), num_crops),
         "dist_type": repeat(_dist_type_array(batch.column("dist_type")), num_crops),
+        "dist_level": repeat(_level_array(batch), num_crops),
         "image_id": repeat(np.asarray(ids, dtype=object), num_crops),
         "crop_index": np.tile(np.arange(num_crops, dtype=np.int16), n),
     }
@@ -319,7 +328,8 @@ def evaluation_view(
     batch_size: int = DECODE_BATCH // DEFAULT_EVAL_CROPS + 1,
 ):
     """``num_crops`` random crops per image (no flip), one row each: ``image`` (3, crop, crop)
-    uint8, ``score``, ``dist_type``, ``image_id``, ``crop_index`` (0..num_crops-1).
+    uint8, ``score``, ``dist_type``, ``dist_level`` (0 where unknown), ``image_id``,
+    ``crop_index`` (0..num_crops-1).
 
     Average predictions per ``image_id`` to score an image, as the paper does. Seeded by
     default (crops depend on (seed, image_id) only), so every evaluation sees the same crops.
@@ -332,5 +342,242 @@ def evaluation_view(
         batch_size=batch_size,
         batch_format="pyarrow",
         fn_kwargs={"crop": crop, "num_crops": num_crops, "seed": seed},
+        zero_copy_batch=True,
+    )
+
+
+# -- the classifier's on-the-fly view: references distorted afresh every epoch ---------------
+
+ONTHEFLY_TASK_SAMPLES = 256
+"""Samples one on-the-fly task makes (its references x ``samples_per_ref``): small enough that
+the first batch arrives within a second or two and tasks spread over every CPU, large enough
+that per-task overhead stays small."""
+
+
+def onthefly_block_rows(samples_per_ref: int) -> int:
+    """References per read block (= per on-the-fly task) for ``read_dataset(read_block_rows=)``."""
+    return max(1, math.ceil(ONTHEFLY_TASK_SAMPLES / max(1, int(samples_per_ref))))
+
+
+def _reference_hwc(data: bytes) -> np.ndarray:
+    return np.ascontiguousarray(decode_image(data).transpose(1, 2, 0))  # (H, W, 3) uint8
+
+
+def _draw_class(rng: np.random.Generator, num_classes: int) -> tuple[int, int]:
+    """A (type, level) uniform over the classifier's classes x 5 levels (type 0: pristine)."""
+    low = 1 if num_classes == 25 else 0
+    dist_type = int(rng.integers(low, 26))
+    return dist_type, (int(rng.integers(1, 6)) if dist_type else 0)
+
+
+def _distort(reference: np.ndarray, dist_type: int, level: int, seed: int) -> np.ndarray:
+    """The whole reference distorted as the generator does ((H, W, 3) uint8); type 0 = as is."""
+    from dgqa_ray import distortions
+
+    if dist_type == 0:
+        return reference
+    return distortions.apply(reference, dist_type, level, seed=seed)
+
+
+def _distort_groups_on_device(
+    references: list[np.ndarray], draws: list[tuple[int, int, int, int]], device: str
+) -> list[np.ndarray]:
+    """Batched distortion on ``device``: samples of one (type, level, size) go through
+    ``distortions.apply_batch`` together. ``draws``: (reference index, type, level, seed)."""
+    import torch
+
+    from dgqa_ray import distortions
+
+    out: list[np.ndarray | None] = [None] * len(draws)
+    groups: dict[tuple[int, int, tuple[int, ...]], list[int]] = {}
+    for k, (ref, dist_type, level, _) in enumerate(draws):
+        groups.setdefault((dist_type, level, references[ref].shape), []).append(k)
+    for (dist_type, level, _), members in groups.items():
+        if dist_type == 0:
+            for k in members:
+                out[k] = references[draws[k][0]]
+            continue
+        stack = np.stack([references[draws[k][0]] for k in members])  # (n, H, W, 3)
+        batch = torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous().to(device)
+        done = distortions.apply_batch(batch, dist_type, level, seed=draws[members[0]][3])
+        host = done.permute(0, 2, 3, 1).cpu().numpy()
+        for k, image in zip(members, host, strict=True):
+            out[k] = image
+    return out  # type: ignore[return-value]
+
+
+def _onthefly_train_batch(
+    batch: pa.Table,
+    crop: int,
+    samples_per_ref: int,
+    seed: int | None,
+    epoch: int,
+    hflip: bool,
+    num_classes: int,
+    device: str,
+) -> dict:
+    epoch = epoch + _execution_index()
+    ids = batch.column("image_id").to_pylist()
+    references = [_reference_hwc(b) for b in batch.column("image").to_pylist()]
+    fresh = np.random.default_rng() if seed is None else None
+    draws, rngs = [], []
+    for i, ref_id in enumerate(ids):
+        for r in range(samples_per_ref):
+            rng = fresh if fresh is not None else image_rng(seed, epoch, ref_id, r)
+            dist_type, level = _draw_class(rng, num_classes)
+            draws.append((i, dist_type, level, int(rng.integers(2**31))))
+            rngs.append(rng)
+    if device == "cpu":
+        distorted = [_distort(references[i], t, lv, s) for i, t, lv, s in draws]
+    else:
+        distorted = _distort_groups_on_device(references, draws, device)
+    n = len(draws)
+    order = (fresh if fresh is not None else image_rng(seed, epoch, ids[0], -1)).permutation(n)
+    images = np.empty((n, 3, crop, crop), dtype=np.uint8)  # (N, 3, crop, crop)
+    for out, k in enumerate(order):
+        chw = np.ascontiguousarray(distorted[k].transpose(2, 0, 1))
+        images[out] = random_crop(chw, crop, rngs[k], flip=hflip)
+    return {
+        "image": images,
+        "dist_type": np.asarray([draws[k][1] for k in order], dtype=np.int16),
+        "dist_level": np.asarray([draws[k][2] for k in order], dtype=np.int16),
+        "score": np.full(n, np.nan),
+        "image_id": np.asarray(
+            [f"{ids[draws[k][0]]}#{k % samples_per_ref}" for k in order], dtype=object
+        ),
+    }
+
+
+def onthefly_training_view(
+    ds,
+    crop: int = DEFAULT_CROP,
+    samples_per_ref: int = 5,
+    seed: int | None = None,
+    *,
+    epoch: int = 0,
+    hflip: bool = True,
+    num_classes: int = 25,
+    device: str = "cpu",
+    num_gpus: float = 0.0,
+    block_shuffle: bool = True,
+):
+    """The classifier's training data made on the fly from pristine references.
+
+    Every pass (epoch) gives each reference row of ``ds`` ``samples_per_ref`` samples; each
+    sample gets its own (type, level), uniform over the classes (types 1..25; with 26 classes
+    also 0 = pristine, left as is) x levels 1..5, is distorted **on the whole reference** by
+    ``distortions.apply`` (as the reference generator does: colour blocks and patches keep their
+    sizes relative to the image), then cut to one uniformly placed ``crop`` (mirrored with
+    p = 0.5 when ``hflip``). Rows: ``image`` (3, crop, crop) uint8, ``dist_type``,
+    ``dist_level``, ``score`` (NaN), ``image_id`` (``<reference>#<sample>``).
+
+    ``seed`` None: fresh draws every epoch; an int: the draws of epoch e are a function of
+    (seed, e, reference, sample), so a rerun repeats them and each epoch differs (e counts
+    Ray's executions of the view, plus ``epoch``). ``device="cuda"`` (with ``num_gpus`` per
+    task) distorts batched on the GPU, samples grouped by (type, level, size); the CPU path
+    runs the single-image NumPy engine, faster there than the batched torch one
+    (docs/benchmarks.md). Read ``ds`` with ``read_block_rows=onthefly_block_rows(...)`` so
+    each task makes ~``ONTHEFLY_TASK_SAMPLES`` samples.
+    """
+    _check_crop(crop)
+    if not isinstance(samples_per_ref, int) or samples_per_ref < 1:
+        raise ValueError(f"samples_per_ref must be a positive int, got {samples_per_ref!r}")
+    if num_classes not in (25, 26):
+        raise ValueError(f"num_classes must be 25 or 26, got {num_classes!r}")
+    if block_shuffle:
+        ds = ds.randomize_block_order(seed=seed)
+    extra = {"num_gpus": num_gpus} if num_gpus else {}
+    return ds.map_batches(
+        _onthefly_train_batch,
+        batch_size=None,  # one read block (onthefly_block_rows references) per task
+        batch_format="pyarrow",
+        fn_kwargs={
+            "crop": crop,
+            "samples_per_ref": samples_per_ref,
+            "seed": seed,
+            "epoch": epoch,
+            "hflip": hflip,
+            "num_classes": num_classes,
+            "device": device,
+        },
+        zero_copy_batch=True,
+        **extra,
+    )
+
+
+def onthefly_samples_per_reference(n_images: int, n_references: int) -> int:
+    """Validation samples per held-out reference for a set of about ``n_images``."""
+    if n_references < 1:
+        raise ValueError("the validation split holds no reference")
+    return max(1, round(n_images / n_references))
+
+
+def _onthefly_eval_batch(
+    batch: pa.Table, crop: int, num_crops: int, per_ref: int, seed: int, num_classes: int
+) -> dict:
+    ids = batch.column("image_id").to_pylist()
+    low = 1 if num_classes == 25 else 0
+    n_types = 26 - low
+    rows = len(ids) * per_ref * num_crops
+    images = np.empty((rows, 3, crop, crop), dtype=np.uint8)
+    types = np.empty(rows, dtype=np.int16)
+    levels = np.empty(rows, dtype=np.int16)
+    names = np.empty(rows, dtype=object)
+    row = 0
+    for ref_id, data in zip(ids, batch.column("image").to_pylist(), strict=True):
+        reference = _reference_hwc(data)
+        # Consecutive types from a per-reference offset: every reference covers its share of
+        # the classes in turn, so the whole set is balanced over types.
+        offset = zlib.crc32(ref_id.encode()) % n_types
+        for k in range(per_ref):
+            rng = image_rng(seed, "val", ref_id, k)
+            dist_type = low + (offset + k) % n_types
+            level = int(rng.integers(1, 6)) if dist_type else 0
+            chw = np.ascontiguousarray(
+                _distort(reference, dist_type, level, int(rng.integers(2**31))).transpose(2, 0, 1)
+            )
+            for _ in range(num_crops):
+                images[row] = random_crop(chw, crop, rng, flip=False)
+                types[row], levels[row] = dist_type, level
+                names[row] = f"{ref_id}#{k}"
+                row += 1
+    return {
+        "image": images,
+        "score": np.full(rows, np.nan),
+        "dist_type": types,
+        "dist_level": levels,
+        "image_id": names,
+        "crop_index": np.tile(np.arange(num_crops, dtype=np.int16), rows // num_crops),
+    }
+
+
+def onthefly_evaluation_view(
+    ds,
+    crop: int = DEFAULT_CROP,
+    num_crops: int = DEFAULT_EVAL_CROPS,
+    per_ref: int = 25,
+    seed: int = 0,
+    *,
+    num_classes: int = 25,
+):
+    """A fixed, seeded validation set made from held-out references: ``per_ref`` distorted
+    images per reference (types dealt in turn so that the set is balanced, levels drawn
+    uniformly, both a function of (seed, reference, k) only, so every epoch and every rerun
+    sees the same images), ``num_crops`` seeded crops each. Rows as ``evaluation_view``'s plus
+    ``dist_level``; ``image_id`` is ``<reference>#<k>``."""
+    _check_crop(crop)
+    if not isinstance(num_crops, int) or num_crops < 1:
+        raise ValueError(f"num_crops must be a positive int, got {num_crops!r}")
+    return ds.map_batches(
+        _onthefly_eval_batch,
+        batch_size=None,
+        batch_format="pyarrow",
+        fn_kwargs={
+            "crop": crop,
+            "num_crops": num_crops,
+            "per_ref": per_ref,
+            "seed": seed,
+            "num_classes": num_classes,
+        },
         zero_copy_batch=True,
     )

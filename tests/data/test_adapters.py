@@ -578,7 +578,10 @@ def test_custom_duplicate_ids(tmp_path):
     table = pd.read_csv(built.root)
     table.loc[len(table)] = table.iloc[0]
     table.to_csv(built.root, index=False)
-    _error(built, "1 image id(s) appear more than once, e.g. photos/img_000.png")
+    _error(
+        built,
+        f"1 image id(s) appear more than once, e.g. 'photos/img_000.png' in rows 1, {len(table)}",
+    )
 
 
 def test_custom_parquet_missing_image_reports_position(tmp_path):

@@ -11,12 +11,13 @@ from dgqa_ray.data.embedded import (
     content_id,
     embedded_photos,
     embedded_references,
+    stretch,
 )
 
 
 def test_default_tiles_have_the_documented_count_size_and_names():
     tiles = embedded_references()
-    assert len(tiles) == 21  # 4 each from five photos, 1 from chelsea (module docstring)
+    assert len(tiles) == 17  # 4 each from four photos, 1 from chelsea (module docstring)
     assert all(t.image.shape == (*DEFAULT_TILE, 3) and t.image.dtype == np.uint8 for t in tiles)
     assert DEFAULT_TILE == (192, 256)
     names = [t.name for t in tiles]
@@ -25,9 +26,9 @@ def test_default_tiles_have_the_documented_count_size_and_names():
         "skimage_astronaut_t00",
         "skimage_chelsea_t00",
         "skimage_coffee_t00",
-        "skimage_ihc_t00",
         "skimage_motorcycle_t00",
         "skimage_rocket_t00",
+        "skimage_astronaut_t01",
     ]
 
 
@@ -55,9 +56,10 @@ def test_content_ids_group_tiles_by_photo():
     tiles = embedded_references()
     contents = {t.content for t in tiles}
     assert contents == set(embedded_photos())
-    assert len(contents) == 6
+    assert len(contents) == 5 and "skimage_ihc" not in contents  # a micrograph is no photo
     assert content_id("skimage_coffee_t03") == "skimage_coffee"
-    assert {t.content for t in embedded_references(max_tiles=6)} == contents
+    assert content_id("deadleaves_0007") == "deadleaves_0007"  # procedural: its own content
+    assert {t.content for t in embedded_references(max_tiles=5)} == contents
     with pytest.raises(ValueError, match="name"):
         content_id("I01.png")
 
@@ -83,7 +85,26 @@ def test_custom_tile_size_tiles_the_photo_grid():
     assert sum(t.content == "skimage_coffee" for t in tiles) == (400 // 64) * (600 // 96)
     top, left = (400 - 6 * 64) // 2, (600 - 6 * 96) // 2
     first = next(t for t in tiles if t.name == "skimage_coffee_t00")
-    np.testing.assert_array_equal(first.image, coffee[top : top + 64, left : left + 96])
+    np.testing.assert_array_equal(first.image, stretch(coffee[top : top + 64, left : left + 96]))
+
+
+def test_tiles_are_stretched_as_the_generator_stretches_its_input():
+    from dgqa_ray import distortions
+
+    for tile in embedded_references((96, 128), max_tiles=10):
+        assert tile.image.min() == 0 and tile.image.max() == 255, tile.name
+        # Gaussian blur level 1 (sigma 0.1) is an identity: the generator returns the pristine
+        # tile unchanged, so a full-reference proxy measures the distortion, not the stretch.
+        np.testing.assert_array_equal(distortions.apply(tile.image, 1, 1), tile.image)
+
+
+def test_stretch_maps_the_range_to_0_255_and_keeps_flat_images():
+    ramp = np.array([[[10, 20, 30], [40, 50, 60]]], dtype=np.uint8)
+    out = stretch(ramp)
+    assert out.min() == 0 and out.max() == 255 and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0, 0], [0, 51, 102])
+    flat = np.full((2, 2, 3), 7, np.uint8)
+    np.testing.assert_array_equal(stretch(flat), flat)
 
 
 @pytest.mark.parametrize(

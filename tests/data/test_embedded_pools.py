@@ -1,4 +1,4 @@
-"""The embedded default's three pools: plans, content-disjointness, layouts, reuse."""
+"""The embedded default's three pools: plans, the target's content kept apart, layouts, reuse."""
 
 from __future__ import annotations
 
@@ -28,15 +28,16 @@ from dgqa_ray.data.embedded_pools import (
 # -- plans (no Ray) ---------------------------------------------------------------------------
 
 
-def test_pools_split_the_photos_without_overlap_and_cover_all_of_them():
-    photos = [p for role in POOL_ROLES for p in POOL_PHOTOS[role]]
-    assert len(photos) == len(set(photos)) == 6
+def test_the_target_photos_are_in_no_training_pool_and_every_photo_is_used():
+    training = set(POOL_PHOTOS["classifier"]) | set(POOL_PHOTOS["source"])
+    assert not training & set(POOL_PHOTOS["target"])
+    assert POOL_PHOTOS["classifier"] == POOL_PHOTOS["source"]  # three photos: shared
     tiles = embedded_references((96, 128))
-    assert {t.content for t in tiles} == set(photos)
+    assert {t.content for t in tiles} == training | set(POOL_PHOTOS["target"])
     counts = {role: len(pool_tiles(tiles, role)) for role in POOL_ROLES}
-    assert counts == {"classifier": 45, "source": 40, "target": 25}
+    assert counts == {"classifier": 65, "source": 65, "target": 25}
     # A limited pool still takes tiles of every photo it owns (round-robin order).
-    assert {t.content for t in pool_tiles(tiles, "source", 2)} == set(POOL_PHOTOS["source"])
+    assert {t.content for t in pool_tiles(tiles, "source", 3)} == set(POOL_PHOTOS["source"])
 
 
 def test_classifier_plan_gives_distinct_types_and_balanced_counts():
@@ -80,6 +81,8 @@ def test_out_dir_must_be_local(tmp_path):
 # -- building (Ray) -----------------------------------------------------------------------------
 
 _TINY = [
+    "data.classifier_view=stored",
+    "data.embedded_dead_leaves=2",
     "data.embedded_tile=48,64",
     "data.crop_size=32",
     "data.embedded_classifier_refs=3",
@@ -109,9 +112,12 @@ def test_pools_open_with_their_adapters_and_hold_what_the_config_asked(tiny_pool
 
     classifier = pools.classifier.open().index()
     assert pools.classifier.adapter == "kadis700k"
-    assert len(classifier) == 3 * 2 * 5 == pools.classifier.images
-    assert (classifier["dist_type"] > 0).all()  # 25 classes: no pristine rows
+    # 3 photo tiles + 2 dead-leaves images, 2 types x 5 levels each, plus the 5 references
+    assert len(classifier) == 5 * 2 * 5 + 5 and pools.classifier.images == 5 * 2 * 5
+    assert (classifier["dist_type"] == 0).sum() == 5  # the pristine references, always
+    assert sum(r.startswith("deadleaves_") for r in pools.classifier.references) == 2
     assert classifier["mos"].isna().all()  # unlabelled, as KADIS
+    classifier = classifier[classifier["dist_type"] > 0]
     per_ref = classifier.groupby("ref_id")["dist_type"].apply(lambda s: sorted(set(s)))
     assert all(len(types) == 2 for types in per_ref)
     plan = pd.read_csv(out / "classifier" / "classifier_types.csv")
@@ -130,16 +136,14 @@ def test_pools_open_with_their_adapters_and_hold_what_the_config_asked(tiny_pool
     assert len(target) == 6 and target["mos"].between(0, 1).all()
     assert target["dist_type"].isna().all()  # an "authentic" stand-in: no single KADID type
 
-    # No photo in two pools.
+    # The target's photos are in no training pool.
     contents = {
-        role: {content_id(r) for r in frame["ref_id"]}
+        role: {content_id(r) for r in frame["ref_id"] if not r.startswith("deadleaves_")}
         for role, frame in (("classifier", classifier), ("source", source), ("target", target))
     }
     for role, found in contents.items():
         assert found <= set(POOL_PHOTOS[role])
-    assert not (
-        contents["classifier"] & contents["source"] or contents["source"] & contents["target"]
-    )
+    assert not (contents["classifier"] | contents["source"]) & contents["target"]
 
     truth = read_target_truth(pools)
     assert set(truth["image_id"]) == set(target["image_id"])
@@ -168,12 +172,19 @@ def test_a_second_call_reuses_the_pools_and_new_settings_rebuild_them(tiny_pools
     assert table.stat().st_mtime_ns == stamp
     assert again.target_types == first.target_types
 
-    # The authors' 26 classes: same files, the classifier adapter now includes the pristine.
+    # The authors' 26 classes: the same files serve (the references are always indexed).
     cfg26 = load_config("demo", [*_TINY, "model.num_classes=26"])
     pools26 = build_embedded_pools(cfg26, out, progress=False, log=_quiet)
     assert pools26.reused and pools26.classifier.options["include_references"] is True
     index = pools26.classifier.open().index()
-    assert (index["dist_type"] == 0).sum() == 3
+    assert (index["dist_type"] == 0).sum() == 5
+
+    # The on-the-fly view needs only the references: a rebuild writes no distorted image.
+    fly = load_config("demo", [*_TINY, "data.classifier_view=on_the_fly"])
+    refs_only = build_embedded_pools(fly, out, progress=False, log=_quiet)
+    assert not refs_only.reused and refs_only.classifier.images == 0
+    assert (refs_only.classifier.open().index()["dist_type"] == 0).all()
+    assert not (Path(refs_only.classifier.root) / "dist_imgs").exists()
 
     # Another seed changes the noise draws: the pools are rebuilt, not reused.
     before = pd.read_csv(table)["dmos"].to_numpy()

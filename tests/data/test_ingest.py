@@ -232,7 +232,7 @@ def test_job_ingests_kadid_and_reports(tmp_path, ray_local, capsys):
     assert "already ingested" in capsys.readouterr().out
     # Bad input: the message names the missing file.
     assert ingest_job.main(["--dataset", "kadid10k", "--root", str(tmp_path / "nope"),
-                            "--storage", store]) == 1  # fmt: skip
+                            "--storage", store]) == 2  # fmt: skip
     assert "dmos.csv" in capsys.readouterr().err
 
 

@@ -427,5 +427,5 @@ def test_job_synthesizes_embedded_tiles_and_says_where(ray_local, tmp_path, caps
         ["skimage_astronaut_t00.png", "10", ""],
         ["skimage_chelsea_t00.png", "10", ""],
     ]
-    assert job.main(["--refs", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
+    assert job.main(["--refs", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "nowhere' does not exist" in capsys.readouterr().err

@@ -181,11 +181,15 @@ def finalise_index(
     """Shared last step: non-empty, unique ids, score column, schema column order and dtypes."""
     if len(rows) == 0:
         raise DatasetError("the dataset has no images (empty index)", dataset=dataset, file=file)
-    duplicated = rows["image_id"][rows["image_id"].duplicated()].unique().tolist()
+    repeated = rows["image_id"].duplicated(keep=False).to_numpy()
+    duplicated = rows["image_id"][repeated].unique().tolist()
     if duplicated:
+        first = duplicated[0]
+        at = np.flatnonzero((rows["image_id"] == first).to_numpy())
         raise DatasetError(
-            f"{len(duplicated)} image id(s) appear more than once, e.g. "
-            f"{_first(duplicated)}; image ids must be unique within a dataset",
+            f"duplicate image_id: {len(duplicated)} image id(s) appear more than once, e.g. "
+            f"{first!r} in rows {', '.join(str(int(i) + 1) for i in at[:5])} (1-based, header "
+            "excluded); image ids must be unique within a dataset",
             dataset=dataset,
             file=file,
         )

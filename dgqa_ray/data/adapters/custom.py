@@ -8,7 +8,8 @@ Layout: ``root`` is the *table file itself* (``/data/my_photos/index.csv``,
     /abs/path/img_002.png,4.1
     s3://bucket/other/img_003.jpg,2.0
 
-Relative paths are resolved against the table's folder; absolute local paths and ``s3://`` URIs
+Relative paths are resolved against the table's folder (``..`` included: ``../other/x.jpg`` names the
+file it points to); absolute local paths and ``s3://`` URIs
 are used as they are. ``score_column`` is optional: without it the images are an unlabelled
 target (mos/score null), which is all domain selection needs. With it, ``mos`` is that column
 and ``score`` its min-max normalisation to [0, 10] (flipped when ``higher_is_better=False``).
@@ -37,6 +38,19 @@ from .base import (
 )
 
 TABLE_KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def _normalised_join(root: str, relpath: str) -> str:
+    """``root`` + a relative table path with ``.`` and ``..`` resolved (``posixpath.normpath``
+    on the local path or the S3 key)."""
+    import posixpath
+
+    if storage.is_s3(root):
+        bucket_and_key = root[len("s3://") :]
+        bucket, _, key = bucket_and_key.partition("/")
+        joined = posixpath.normpath(posixpath.join("/", key, relpath)).lstrip("/")
+        return f"s3://{bucket}/{joined}"
+    return posixpath.normpath(posixpath.join(root, relpath))
 
 
 class CustomAdapter(Adapter):
@@ -122,7 +136,9 @@ class CustomAdapter(Adapter):
             if storage.is_s3(p) or p.startswith("/") or p.startswith("file://"):
                 full.append(p[len("file://") :] if p.startswith("file://") else p)
             else:
-                full.append(storage.join(self.root, p))
+                # Normalised, so that "../other/x.jpg" names the file it points to (local
+                # paths and S3 keys alike) instead of a path no listing holds.
+                full.append(_normalised_join(self.root, p))
         # One listing covers everything under the table's folder; the rest (absolute paths
         # elsewhere) are checked one by one, in parallel because each is a round trip on S3.
         prefix = self.root.rstrip("/") + "/"

@@ -184,18 +184,45 @@ class PipalAdapter(Adapter):
             return pd.DataFrame(columns=["image_id", "ref_id", "path"])
         images = self.list_images(self.dist_dir)
         # Every missing image in one error, each named with its own label file and line.
-        paths = images.resolve(
-            labels["name"].tolist(),
-            index_file=self.uri(self.labels_dir),
-            rows=labels["_row"].tolist(),
-            sources=labels["file"].tolist(),
-            search_subfolders=True,
-        )
+        try:
+            paths = images.resolve(
+                labels["name"].tolist(),
+                index_file=self.uri(self.labels_dir),
+                rows=labels["_row"].tolist(),
+                sources=labels["file"].tolist(),
+                search_subfolders=True,
+            )
+        except DatasetError as e:
+            hint = self._dist_dir_hint(labels["name"].head(20).tolist())
+            if hint is None:
+                raise
+            raise DatasetError(f"{e}; {hint}") from None
         labels["path"] = paths
         out = labels[["image_id", "ref_id", "subset", "mos", "path"]]
         if self.include_references:
             out = pd.concat([out, self._references(sorted(set(out["ref_id"])))], ignore_index=True)
         return out
+
+    def _dist_dir_hint(self, names: list[str]) -> str | None:
+        """Where the labelled images are, when not in ``dist_dir``: the top-level folder of
+        ``root`` that holds most of ``names`` (the downloads differ: Train_Dist, Distortion_1..4,
+        ...), as an option to pass; None when no other folder holds them."""
+        listing = self.list_images("")
+        wanted = set(names)
+        counts: dict[str, int] = {}
+        for rel in listing.by_relpath:
+            if rel.rsplit("/", 1)[-1] in wanted and "/" in rel:
+                top = rel.split("/", 1)[0]
+                if top != self.dist_dir:
+                    counts[top] = counts.get(top, 0) + 1
+        if not counts:
+            return None
+        best = max(counts, key=counts.get)
+        return (
+            f"they are under {self.uri(best)} instead of {self.uri(self.dist_dir)}: pass "
+            f"dist_dir={best!r} (jobs/ingest.py --option dist_dir={best}, or "
+            f"data.<role>_options.dist_dir in the config)"
+        )
 
     def _references(self, ref_ids: list[str]) -> pd.DataFrame:
         refs = self.list_images(self.refs_dir)
