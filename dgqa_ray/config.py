@@ -267,8 +267,9 @@ class ModelConfig:
     ``cpu_bf16``."""
     cpu_bf16: str = "off"
     """bf16 autocast (and channels_last) on CPU: ``on``, ``off``, or ``auto`` (on where the CPU
-    has AMX bf16 units, which make it 1.3-2x faster for ResNets; elsewhere bf16 on a CPU is
-    slower than float32)."""
+    has bf16 units, AMX or AVX512-BF16, which make ResNet training 1.3-2x faster; elsewhere
+    bf16 on a CPU is emulated and slower than float32). ``python jobs/benchmark.py cpu-bf16``
+    measures it on your CPU."""
     regressor_init: str = "pretrained"
     """Where the regressor's backbone starts: ``pretrained`` (``model.pretrained``, or random
     without it; the paper: ImageNet) or ``classifier``: the trained domain classifier's backbone
@@ -558,6 +559,11 @@ class PipelineConfig:
     reports go under it (DESIGN.md section 3)."""
     output_dir: str = "dgqa_output"
     """Local folder for what the driver prints and plots (copies of reports, charts)."""
+    classifier_run: str = ""
+    """The domain classifier's training run. Empty: ``<run_name>-classifier``. Another run's
+    name (``demo-classifier``) shares that run's classifier: it depends only on the classifier
+    data and the model, not on the target, so runs on other targets need not train their
+    own."""
     redo: tuple[str, ...] = ()
     """Stages to recompute even if their outputs exist (any of data, classifier, selection,
     regressors, all); a redone training starts over from epoch 0. Empty: reuse everything
@@ -579,6 +585,13 @@ class PipelineConfig:
                 self.run_name,
                 "letters, digits, '.', '_' or '-' (it names folders and runs), at most 128",
             )
+        if self.classifier_run and not _RUN_NAME.match(self.classifier_run):
+            _fail(
+                self,
+                "classifier_run",
+                self.classifier_run,
+                "empty, or letters, digits, '.', '_' or '-' (it names a folder), at most 128",
+            )
         _check_uri(self, "storage", allow_none=False)
         if "://" in self.output_dir:
             _fail(self, "output_dir", self.output_dir, "a local folder path (not a URI)")
@@ -594,6 +607,11 @@ class PipelineConfig:
                 f"selection.k: {self.selection.k} exceeds model.num_classes "
                 f"{self.model.num_classes}"
             )
+
+    @property
+    def classifier_run_name(self) -> str:
+        """The classifier's training run: ``classifier_run``, or ``<run_name>-classifier``."""
+        return self.classifier_run or f"{self.run_name}-classifier"
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (lists, not tuples), as saved to YAML."""

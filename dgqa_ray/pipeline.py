@@ -287,7 +287,7 @@ def train_classifier_stage(cfg: PipelineConfig, roles: dict[str, RoleData], trac
     from dgqa_ray.train import fit_classifier, split_datasets
 
     data = roles["classifier"]
-    name = f"{cfg.run_name}-classifier"
+    name = cfg.classifier_run_name
     _start_over(cfg, "classifier", name, log)
     with tracker.nested("classifier") as run:
         datasets = split_datasets(cfg, data.storage_uri, data.dataset, 0)

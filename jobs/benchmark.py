@@ -7,6 +7,7 @@ Usage:
     python jobs/benchmark.py training                       # Ray Train + Ray Data vs plain torch
     python jobs/benchmark.py search                         # tau sweep: parallel vs serial trials
     python jobs/benchmark.py ablation                       # what limits the embedded default
+    python jobs/benchmark.py cpu-bf16                       # float32 vs bf16 training on this CPU
     ray job submit --working-dir . -- python jobs/benchmark.py distortions
 
 Results go to ``dgqa_output/benchmarks/<mode>.csv`` unless ``--out`` says otherwise.
@@ -83,6 +84,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser(
+        "cpu-bf16",
+        help="CPU training img/s: float32 vs bf16 autocast + channels_last (model.cpu_bf16)",
+        add_help=False,
+    )
+    sub.add_parser(
         "training",
         help="regressor training img/s: Ray Train + Ray Data vs a plain torch loop",
         add_help=False,
@@ -114,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         from dgqa_ray.benchmarks.ablation import main as ablation_main
 
         return ablation_main(rest)
+    if args.mode == "cpu-bf16":
+        from dgqa_ray.benchmarks.cpu_bf16 import main as cpu_bf16_main
+
+        return cpu_bf16_main(rest)
     if args.mode == "training":
         from dgqa_ray.benchmarks.training import main as training_main
 

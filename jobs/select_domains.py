@@ -66,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             check_name(args.target_dataset, "--target-dataset")
         checkpoint = args.checkpoint
         if checkpoint is None:
-            found = latest_progress(cfg.storage, f"{cfg.run_name}-classifier")
+            found = latest_progress(cfg.storage, cfg.classifier_run_name)
             if found is None:
                 raise UserInputError(
-                    f"--checkpoint: not given, and no classifier run {cfg.run_name}-classifier "
+                    f"--checkpoint: not given, and no classifier run {cfg.classifier_run_name} "
                     f"under {cfg.storage}"
                 )
             checkpoint = found[0]

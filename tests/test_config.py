@@ -227,13 +227,13 @@ def test_partial_yaml_takes_defaults(tmp_path):
 def test_to_dict_and_flat_dict():
     cfg = load_config("demo")
     nested = cfg.to_dict()
-    assert set(nested) == {"run_name", "storage", "output_dir", "redo", *SECTIONS}
+    assert set(nested) == {"run_name", "storage", "output_dir", "classifier_run", "redo", *SECTIONS}
     assert nested["data"]["embedded_target_types"] == [1, 3, 10, 17, 18, 25]  # lists, not tuples
     yaml.safe_dump(nested)  # plain types only
     flat = cfg.to_flat_dict()
     assert flat["train.lr"] == cfg.train.lr and flat["run_name"] == "demo"
     n_fields = sum(len(dataclasses.fields(cls)) for cls in SECTIONS.values())
-    assert len(flat) == n_fields + 4
+    assert len(flat) == n_fields + 5
     assert not any(word in key for key in flat for word in ("password", "secret", "token"))
 
 
@@ -302,3 +302,11 @@ def test_learning_rates_per_task():
     cfg = load_config("demo", ["train.lr=3e-3", "train.classifier_lr=1e-3"])
     assert cfg.train.lr_for("regressor") == 3e-3 and cfg.train.lr_for("classifier") == 1e-3
     assert load_config("paper").train.lr_for("classifier") == 2e-5
+
+
+def test_classifier_run_defaults_to_the_runs_own_and_can_name_another():
+    assert load_config("demo").classifier_run_name == "demo-classifier"
+    shared = load_config("demo", ["run_name=heldout", "classifier_run=demo-classifier"])
+    assert shared.classifier_run_name == "demo-classifier"
+    with pytest.raises(ConfigError, match="classifier_run: invalid value '../x'"):
+        load_config("demo", ["classifier_run=../x"])

@@ -83,13 +83,13 @@ def test_load_pretrained_skips_the_head_of_any_backbone():
     assert torch.equal(target.features[0][0].weight, source.features[0][0].weight)
 
 
-def test_numeric_format_picks_bf16_on_cpu_only_when_asked_or_amx():
-    from dgqa_ray.models import cpu_has_amx_bf16, numeric_format
+def test_numeric_format_picks_bf16_on_cpu_only_when_asked_or_supported():
+    from dgqa_ray.models import cpu_bf16_units, numeric_format
 
     assert numeric_format(ModelConfig(cpu_bf16="off"), "cpu") == (None, False)
     assert numeric_format(ModelConfig(cpu_bf16="on"), "cpu") == (torch.bfloat16, True)
     auto = numeric_format(ModelConfig(cpu_bf16="auto"), "cpu")
-    assert auto == ((torch.bfloat16, True) if cpu_has_amx_bf16() else (None, False))
+    assert auto == ((torch.bfloat16, True) if cpu_bf16_units() else (None, False))
     assert numeric_format(ModelConfig(amp="bf16", channels_last=True), "cuda") == (
         torch.bfloat16,
         True,

@@ -100,6 +100,7 @@ def test_the_readme_submit_runs_keeps_its_results_and_resumes(tmp_path):
         assert first.returncode == 0, out[-5000:]
         assert "succeeded" in out, out[-5000:]
         assert "Token authentication is disabled" not in out  # the cluster kept auth on
+        print("first submit, console tail:\n" + out[-2500:])  # shown with pytest -rP
         run_dir = repo / "dgqa_output" / "out" / "runs" / "tiny"
         assert f"results in {run_dir}" in out  # the absolute location, not Ray's temp copy
         db = repo / "dgqa_output" / "mlflow.db"
@@ -144,6 +145,7 @@ def test_the_readme_submit_runs_keeps_its_results_and_resumes(tmp_path):
         )
         out2 = again.stdout + again.stderr
         assert again.returncode == 0, out2[-5000:]
+        print("second submit, console tail:\n" + out2[-2500:])
         assert "already ingested" in out2 and "reusing the similarity table" in out2
         assert out2.count("already complete") == 1 + 2  # the classifier and two regressors
         assert not re.search(r"\] epoch \d+/\d+:", out2), "a training epoch ran again"

@@ -68,7 +68,7 @@ def test_trial_concurrency_follows_what_a_trial_reserves(overrides, resources, e
         ("search.taus=[0.0]", r"search.taus: expected values in \(0, 1\)"),
         ("search.rules=[best]", "search.rules: invalid rule 'best'"),
         ("search.gds_candidates=[0,3]", "search.gds_candidates"),
-        ("search.splits=9", "search.splits: 9 exceeds eval.n_splits 3"),
+        ("search.splits=9", "search.splits: 9 exceeds eval.n_splits 2"),
         ("search.gds_start=full", "search.gds_start"),
     ],
 )
