@@ -327,6 +327,23 @@ def _read_png(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
 
 
+def _write_kadis_index(
+    writer: LocalFolderWriter, tiles: Sequence[ReferenceTile], plan: Mapping[str, tuple[int, ...]]
+) -> None:
+    """The classifier pool's ``kadis700k_ref_imgs.csv``. ``dist_type_1`` holds each tile's first
+    type; with stored images the kadis700k adapter reads the types from the file names."""
+    writer.write_index(
+        KADIS_INDEX,
+        pd.DataFrame(
+            {
+                "ref_im": [f"{t.name}.png" for t in tiles],
+                "dist_type_1": [plan[t.name][0] for t in tiles],
+                "dist_type_2": pd.array([pd.NA] * len(tiles), dtype="Int64"),
+            }
+        ),
+    )
+
+
 def _build_classifier(
     folder: Path,
     tiles: list[ReferenceTile],
@@ -344,16 +361,7 @@ def _build_classifier(
         writer = LocalFolderWriter(folder)
         for t in tiles:
             writer.write_image(f"ref_imgs/{t.name}.png", t.image, "png")
-        writer.write_index(
-            KADIS_INDEX,
-            pd.DataFrame(
-                {
-                    "ref_im": [f"{t.name}.png" for t in tiles],
-                    "dist_type_1": [plan[t.name][0] for t in tiles],
-                    "dist_type_2": pd.array([pd.NA] * len(tiles), dtype="Int64"),
-                }
-            ),
-        )
+        _write_kadis_index(writer, tiles, plan)
         return 0
     slots = len(next(iter(plan.values())))
     with tempfile.TemporaryDirectory(prefix="dgqa-kadis-plan-") as tmp:
@@ -370,17 +378,7 @@ def _build_classifier(
                 tiles, folder, table=table, seed=seed, num_cpus=num_cpus, progress=progress
             )
     writer = LocalFolderWriter(folder)
-    # dist_type_1 holds one type; the kadis700k adapter reads the types from the file names.
-    writer.write_index(
-        KADIS_INDEX,
-        pd.DataFrame(
-            {
-                "ref_im": [f"{t.name}.png" for t in tiles],
-                "dist_type_1": [plan[t.name][0] for t in tiles],
-                "dist_type_2": pd.array([pd.NA] * len(tiles), dtype="Int64"),
-            }
-        ),
-    )
+    _write_kadis_index(writer, tiles, plan)
     writer.write_index(
         CLASSIFIER_TYPES_FILE,
         pd.DataFrame(
