@@ -439,6 +439,10 @@ class EvalConfig:
     """When the target's true types are known (the embedded default), also train a regressor
     on exactly those types per split: the best any domain selection could pick, reported next
     to baseline and DGQA."""
+    baseline: bool = True
+    """Also train the baseline regressor (all 25 types) per split. It is the comparison DGQA is
+    measured against; on an unlabelled target, where nothing is measured, ``false`` halves the
+    regressor work and ``target_predictions.csv`` holds the DGQA scores only."""
 
     def __post_init__(self) -> None:
         _normalise(self)

@@ -1,26 +1,32 @@
-"""The domain classifier over a target set, as a distributed Ray Data batch inference.
+"""Models over a set of images, as a distributed Ray Data batch inference: the one inference
+path of the project, for both tasks.
 
     ds = read_dataset(cfg.storage, "livec")                         # ingested rows
     preds = predict_domains(checkpoint_uri, cfg.model, ds, crop=cfg.data.crop_size,
                             batch_size=cfg.train.eval_batch_size, num_cpus=2)
     table = similarity_from_predictions(preds, k=cfg.selection.k)   # selection.similarity_by_domain
     result = select_with_config(table, cfg.selection)                 # mean_prob / topk_vote
+    scores = predict_quality(regressor_checkpoint, cfg.model, ds, crop=cfg.data.crop_size)
 
 How it runs: ``evaluation_view`` decodes every image and cuts ``num_crops`` seeded random crops
-(Ray Data tasks); a pool of actors (``ClassifierPredictor``) each loads the model *once* and
-turns crop batches into logits (``engine.predict``, the same forward pass as validation). The
-per-crop logits come back to the driver, a few floats per crop, where the crops of each image
-are averaged (``selection.aggregate_crops``): the mean of the crops' softmax is p_j of the
-paper's eq. 4, the mean of their raw outputs is what the authors' ``sel_dist.py`` ranks for its
-top-k votes. Averaging on the driver, not in the actors, keeps it right when an image's crops
-land in different batches or actors.
+(Ray Data tasks); a pool of actors (``Predictor``) each loads the model *once* and turns crop
+batches into outputs (``engine.predict``, the same forward pass as validation): the domain
+classifier's logits, or the quality regressor's score. The per-crop outputs come back to the
+driver, a few floats per crop, where the crops of each image are averaged: for the classifier
+(``selection.aggregate_crops``) the mean of the crops' softmax is p_j of the paper's eq. 4, the
+mean of their raw outputs is what the authors' ``sel_dist.py`` ranks for its top-k votes; for
+the regressor the mean score is the image's predicted quality (the paper's 5-crop protocol).
+Averaging on the driver, not in the actors, keeps it right when an image's crops land in
+different batches or actors.
 
 The weights are read once on the driver, checked against ``model_cfg`` there (a wrong backbone
 or class count fails before any actor starts), and handed to the actors through the object
 store, so an ``s3://`` checkpoint is downloaded once, not once per actor.
 
-On GPU (``num_gpus > 0``) the actors run channels_last under bf16 autocast as ``model_cfg``
-says; on CPU in float32, with torch using the ``num_cpus`` threads each actor reserves.
+The actors run in the numeric format ``model_cfg`` asks for on their device
+(``models.numeric_format``: on GPU channels_last and bf16 autocast; on CPU float32, or bf16
+where ``model.cpu_bf16`` allows it), with torch using the ``num_cpus`` threads each actor
+reserves on CPU.
 """
 
 from __future__ import annotations
@@ -89,8 +95,8 @@ def _weights_file_in(folder_uri: str) -> str:
     return found[0]
 
 
-def load_classifier_state(checkpoint: Any) -> dict[str, torch.Tensor]:
-    """The classifier's weights from whatever names a checkpoint.
+def load_model_state(checkpoint: Any) -> dict[str, torch.Tensor]:
+    """A model's weights (classifier or regressor) from whatever names a checkpoint.
 
     Args:
         checkpoint: a state dict, or a ``training_state`` dict (weights under ``"model"``); a
@@ -125,17 +131,28 @@ def load_classifier_state(checkpoint: Any) -> dict[str, torch.Tensor]:
     return _load_bytes(storage.read_bytes(path), path)
 
 
-def _build_model(model_cfg: ModelConfig, state: Mapping[str, torch.Tensor], source: str):
-    from dgqa_ray.models import create_classifier
+TASKS = ("classifier", "regressor")
 
-    model = create_classifier(model_cfg, load_weights=False)
+
+def _build_model(model_cfg: ModelConfig, state: Mapping[str, torch.Tensor], source: str, task: str):
+    from dgqa_ray.models import create_classifier, create_regressor
+
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
+    if task == "classifier":
+        model = create_classifier(model_cfg, load_weights=False)
+        fits = (
+            f"a {model_cfg.backbone} classifier with {model_cfg.num_classes} classes "
+            "(model.backbone / model.num_classes)"
+        )
+    else:
+        model = create_regressor(model_cfg, load_weights=False)
+        fits = f"a {model_cfg.backbone} quality regressor (one output; model.backbone)"
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ValueError(
-            f"checkpoint: {source} does not fit a {model_cfg.backbone} classifier with "
-            f"{model_cfg.num_classes} classes (model.backbone / model.num_classes): "
-            f"{str(e).splitlines()[0]}"
+            f"checkpoint: {source} does not fit {fits}: {str(e).splitlines()[0]}"
         ) from e
     return model.eval()
 
@@ -145,17 +162,20 @@ def _build_model(model_cfg: ModelConfig, state: Mapping[str, torch.Tensor], sour
 # --------------------------------------------------------------------------------------------
 
 
-class ClassifierPredictor:
-    """Ray Data callable class: loads the classifier once, then maps crop batches to logits.
+class Predictor:
+    """Ray Data callable class: loads a model once, then maps crop batches to its outputs.
 
     Input batches are ``evaluation_view`` rows (``image`` (B, 3, crop, crop) uint8,
-    ``image_id``, ``crop_index``); output: ``image_id``, ``crop_index``, ``logits`` (B, C).
+    ``image_id``, ``crop_index``, ``score``); output: ``image_id``, ``crop_index`` and, for the
+    classifier, ``logits`` (B, C); for the regressor, ``predicted`` (B,) and the rows' own
+    ``score`` (NaN where unknown).
     """
 
     def __init__(
         self,
         state: Any,
         model_cfg: ModelConfig,
+        task: str = "classifier",
         use_gpu: bool = False,
         num_threads: int | None = None,
     ) -> None:
@@ -167,9 +187,10 @@ class ClassifierPredictor:
             state = ray.get(state)
         if num_threads and not use_gpu:
             torch.set_num_threads(int(num_threads))
+        self.task = task
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.amp_dtype, self.channels_last = numeric_format(model_cfg, self.device)
-        model = _build_model(model_cfg, state, "the checkpoint")
+        model = _build_model(model_cfg, state, "the checkpoint", task)
         self.model = prepare_for_device(model, self.device, self.channels_last).eval()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -181,12 +202,20 @@ class ClassifierPredictor:
             self.device,
             amp_dtype=self.amp_dtype,
             channels_last=self.channels_last,
-        )  # (B,), (B, C) float32
-        return {
+        )  # (B,), (B, C) float32; (B,) for the regressor
+        out = {
             "image_id": np.asarray(ids, dtype=object),
             "crop_index": np.asarray(batch["crop_index"]),
-            "logits": np.asarray(logits, dtype=np.float32).reshape(len(ids), -1),
         }
+        if self.task == "classifier":
+            out["logits"] = np.asarray(logits, dtype=np.float32).reshape(len(ids), -1)
+        else:
+            out["predicted"] = np.asarray(logits, dtype=np.float32).reshape(len(ids))
+            score = batch.get("score")
+            out["score"] = (
+                np.full(len(ids), np.nan) if score is None else np.asarray(score, np.float64)
+            )
+        return out
 
 
 def _max_actors(concurrency: int | tuple[int, int]) -> int:
@@ -241,6 +270,67 @@ def _column_names(class_ids: np.ndarray) -> tuple[list[str], list[str]]:
     return [f"prob_{int(c):02d}" for c in class_ids], [f"logit_{int(c):02d}" for c in class_ids]
 
 
+def _predict_crops(
+    checkpoint: Any,
+    model_cfg: ModelConfig,
+    task: str,
+    ds,
+    *,
+    crop: int,
+    num_crops: int,
+    seed: int | None,
+    batch_size: int,
+    num_cpus: float,
+    num_gpus: float,
+    concurrency: int | tuple[int, int],
+) -> dict[str, np.ndarray]:
+    """Every crop's output, sorted by (image, crop) so that the result does not depend on how
+    Ray scheduled the batches: ``image_id``, ``crop_index`` and the ``Predictor``'s columns."""
+    import ray
+
+    from dgqa_ray.data.pipelines import evaluation_view
+
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if num_cpus < 0 or num_gpus < 0 or (num_cpus == 0 and num_gpus == 0):
+        raise ValueError(
+            f"num_cpus, num_gpus: expected non-negative with at least one > 0, got "
+            f"{num_cpus}, {num_gpus}"
+        )
+    strategy = _compute_strategy(concurrency)
+    state = load_model_state(checkpoint)
+    _build_model(model_cfg, state, repr(checkpoint) if isinstance(checkpoint, str) else "it", task)
+
+    _check_room_for_reads(num_cpus, concurrency)
+    crops = evaluation_view(ds, crop=crop, num_crops=num_crops, seed=seed)
+    outputs = crops.map_batches(
+        Predictor,
+        fn_constructor_kwargs={
+            "state": ray.put(state),
+            "model_cfg": model_cfg,
+            "task": task,
+            "use_gpu": num_gpus > 0,
+            "num_threads": max(1, int(num_cpus)),
+        },
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=strategy,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        udf_modifying_row_count=False,
+    )
+    parts: dict[str, list[np.ndarray]] = {}
+    for batch in outputs.iter_batches(batch_size=None, batch_format="numpy"):
+        for key, values in batch.items():
+            parts.setdefault(key, []).append(np.asarray(values))
+    if not parts:
+        raise ValueError("ds: the dataset has no rows; expected ingested images")
+    columns = {key: np.concatenate(values) for key, values in parts.items()}
+    columns["image_id"] = columns["image_id"].astype(str)
+    ranked = np.lexsort((columns["crop_index"].astype(np.int64), columns["image_id"]))
+    return {key: values[ranked] for key, values in columns.items()}
+
+
 def predict_domains(
     checkpoint: Any,
     model_cfg: ModelConfig,
@@ -257,7 +347,7 @@ def predict_domains(
     """Per-image class probabilities of the domain classifier over ``ds``.
 
     Args:
-        checkpoint: the classifier's weights (see ``load_classifier_state``).
+        checkpoint: the classifier's weights (see ``load_model_state``).
         model_cfg: the model section the classifier was trained with (backbone, num_classes,
             channels_last and amp on GPU).
         ds: a ``ray.data.Dataset`` of ingested rows (``read_dataset``): ``image`` bytes and
@@ -278,55 +368,26 @@ def predict_domains(
         ``TT`` its KADID id (``00`` = pristine with 26 classes). ``domain_arrays`` and
         ``similarity_from_predictions`` read it.
     """
-    import ray
-
-    from dgqa_ray.data.pipelines import evaluation_view
     from dgqa_ray.selection import aggregate_crops
 
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    if num_cpus < 0 or num_gpus < 0 or (num_cpus == 0 and num_gpus == 0):
-        raise ValueError(
-            f"num_cpus, num_gpus: expected non-negative with at least one > 0, got "
-            f"{num_cpus}, {num_gpus}"
-        )
-    strategy = _compute_strategy(concurrency)
-    state = load_classifier_state(checkpoint)
-    _build_model(model_cfg, state, repr(checkpoint) if isinstance(checkpoint, str) else "it")
     class_ids = class_dist_types(model_cfg.num_classes)  # (C,)
-
-    _check_room_for_reads(num_cpus, concurrency)
-    crops = evaluation_view(ds, crop=crop, num_crops=num_crops, seed=seed)
-    logits_ds = crops.map_batches(
-        ClassifierPredictor,
-        fn_constructor_kwargs={
-            "state": ray.put(state),
-            "model_cfg": model_cfg,
-            "use_gpu": num_gpus > 0,
-            "num_threads": max(1, int(num_cpus)),
-        },
+    crops = _predict_crops(
+        checkpoint,
+        model_cfg,
+        "classifier",
+        ds,
+        crop=crop,
+        num_crops=num_crops,
+        seed=seed,
         batch_size=batch_size,
-        batch_format="numpy",
-        compute=strategy,
         num_cpus=num_cpus,
         num_gpus=num_gpus,
-        udf_modifying_row_count=False,
+        concurrency=concurrency,
     )
-    ids, order, logits = [], [], []
-    for batch in logits_ds.iter_batches(batch_size=None, batch_format="numpy"):
-        ids.append(np.asarray(batch["image_id"]).astype(str))
-        order.append(np.asarray(batch["crop_index"], dtype=np.int64))
-        logits.append(np.asarray(batch["logits"], dtype=np.float32))
-    if not ids:
-        raise ValueError("ds: the dataset has no rows; expected ingested target images")
-    crop_ids = np.concatenate(ids)  # (N_crops,)
-    crop_index = np.concatenate(order)
-    crop_logits = np.concatenate(logits).reshape(len(crop_ids), -1)  # (N_crops, C)
+    crop_ids = crops["image_id"]  # (N_crops,)
+    crop_logits = crops["logits"].astype(np.float32).reshape(len(crop_ids), -1)  # (N_crops, C)
     if crop_logits.shape[1] != len(class_ids):
         raise AssertionError(f"{crop_logits.shape[1]} outputs for {len(class_ids)} classes")
-    # Sorted by (image, crop): the result does not depend on how Ray scheduled the batches.
-    ranked = np.lexsort((crop_index, crop_ids))
-    crop_ids, crop_logits = crop_ids[ranked], crop_logits[ranked]
     image_ids, probabilities, mean_logits = aggregate_crops(crop_ids, crop_logits)
     n_crops = pd.Series(crop_ids).value_counts().reindex(image_ids).to_numpy()
     prob_cols, logit_cols = _column_names(class_ids)
@@ -340,6 +401,52 @@ def predict_domains(
         axis=1,
     )
     return frame
+
+
+def predict_quality(
+    checkpoint: Any,
+    model_cfg: ModelConfig,
+    ds,
+    *,
+    crop: int,
+    num_crops: int = 5,
+    seed: int | None = 0,
+    batch_size: int = 64,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    concurrency: int | tuple[int, int] = 1,
+) -> pd.DataFrame:
+    """Per-image predicted quality of a regressor over ``ds`` (the arguments as for
+    ``predict_domains``; ``checkpoint`` holds the regressor's weights).
+
+    Returns:
+        One row per image, sorted by ``image_id``: ``image_id``, ``predicted`` (the mean of
+        its crops' scores, on the [0, 10] training scale), ``score`` (the row's own normalised
+        score; NaN where unknown) and ``crops``, as ``engine.per_image_predictions``.
+    """
+    from dgqa_ray.engine import per_image_predictions
+
+    crops = _predict_crops(
+        checkpoint,
+        model_cfg,
+        "regressor",
+        ds,
+        crop=crop,
+        num_crops=num_crops,
+        seed=seed,
+        batch_size=batch_size,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        concurrency=concurrency,
+    )
+    rows = pd.DataFrame(
+        {
+            "image_id": crops["image_id"],
+            "predicted": crops["predicted"].astype(np.float64),
+            "score": crops["score"].astype(np.float64),
+        }
+    )
+    return per_image_predictions(rows)
 
 
 def domain_arrays(
@@ -376,9 +483,10 @@ def similarity_from_predictions(predictions: pd.DataFrame, k: int = 4) -> pd.Dat
 
 
 __all__ = [
-    "ClassifierPredictor",
+    "Predictor",
     "domain_arrays",
-    "load_classifier_state",
+    "load_model_state",
     "predict_domains",
+    "predict_quality",
     "similarity_from_predictions",
 ]

@@ -57,6 +57,8 @@ class PipelineResult:
     timings: dict[str, float] = field(default_factory=dict)
     classifier_metrics: dict[str, Any] = field(default_factory=dict)
     summary_path: str = ""
+    predictions_path: str = ""  # target_predictions.csv: every target image's predicted scores
+    labelled: bool = True  # whether the target has scores (SRCC/PLCC measured)
 
 
 def _say(log: Callable[[str], None], text: str) -> None:
@@ -92,41 +94,78 @@ def resolve_data(cfg: PipelineConfig, run_dir: Path, log: Callable[[str], None])
                 storage.join(cfg.storage, "embedded", role),
             )
     for role in ROLES:
-        if role in roles:
-            continue
-        name = getattr(cfg.data, f"{role}_dataset")
-        root = cfg.data.root_for(role, cfg.storage)
-        options: dict[str, Any] = dict(getattr(cfg.data, f"{role}_options"))
-        if role == "target" and cfg.data.target_subset and name == "pipal":
-            options["subtypes"] = [cfg.data.target_subset]
-        roles[role] = RoleData(role, name, root, options, cfg.storage)
+        if role not in roles:
+            name, root, options = _raw_role(cfg, role)
+            roles[role] = RoleData(role, name, root, options, cfg.storage)
     return roles, target_types
 
 
-def check_data_roots(cfg: PipelineConfig) -> None:
-    """Every role's raw dataset checked before anything starts: its root must hold the layout
-    its adapter expects and its index must parse (``DatasetError`` naming the role, the root
-    and what was expected there). Seconds, instead of minutes of ingesting the other roles
-    first; the embedded default is built by the pipeline and needs no check."""
+def _raw_role(cfg: PipelineConfig, role: str) -> tuple[str, str, dict[str, Any]]:
+    """A configured (not embedded) role's adapter name, root and adapter options."""
+    name = getattr(cfg.data, f"{role}_dataset")
+    root = cfg.data.root_for(role, cfg.storage)
+    options: dict[str, Any] = dict(getattr(cfg.data, f"{role}_options"))
+    if role == "target" and cfg.data.target_subset and name == "pipal":
+        options["subtypes"] = [cfg.data.target_subset]
+    return name, root, options
+
+
+def _read_index(cfg: PipelineConfig, role: str) -> pd.DataFrame:
+    """A configured role's index, read as its adapter reads it (``DatasetError`` naming the
+    role, the root and what was expected there)."""
     from dgqa_ray.data.adapters import open_adapter
     from dgqa_ray.data.errors import DatasetError
 
+    name, root, options = _raw_role(cfg, role)
+    try:
+        return open_adapter(name, root, **options).index()
+    except DatasetError as e:
+        raise DatasetError(f"data.{role}_root ({name} at {root}): {e}") from None
+    except (OSError, ValueError) as e:
+        raise DatasetError(
+            f"data.{role}_root ({name} at {root}): cannot be read as a {name} dataset: {e}"
+        ) from None
+
+
+def check_data_roots(cfg: PipelineConfig, *, scores_needed_by: str = "") -> bool:
+    """Every role's raw dataset checked before anything starts: its root must hold the layout
+    its adapter expects and its index must parse (``DatasetError`` naming the role, the root
+    and what was expected there). Seconds, instead of minutes of ingesting the other roles
+    first; the embedded default is built by the pipeline and needs no check.
+
+    Returns whether the target has scores (``target_has_scores``). ``scores_needed_by`` names
+    a job that cannot run without them (a search ranking by target SRCC): an unlabelled target
+    is then refused here, before any compute."""
+    labelled = True
     for role in ROLES:
-        name = getattr(cfg.data, f"{role}_dataset")
-        if name == EMBEDDED:
+        if getattr(cfg.data, f"{role}_dataset") == EMBEDDED:
             continue
-        root = cfg.data.root_for(role, cfg.storage)
-        options = dict(getattr(cfg.data, f"{role}_options"))
-        if role == "target" and cfg.data.target_subset and name == "pipal":
-            options["subtypes"] = [cfg.data.target_subset]
-        try:
-            open_adapter(name, root, **options).index()
-        except DatasetError as e:
-            raise DatasetError(f"data.{role}_root ({name} at {root}): {e}") from None
-        except (OSError, ValueError) as e:
-            raise DatasetError(
-                f"data.{role}_root ({name} at {root}): cannot be read as a {name} dataset: {e}"
-            ) from None
+        index = _read_index(cfg, role)
+        if role == "target":
+            labelled = bool(index["score"].notna().any())
+    if scores_needed_by and not labelled:
+        from dgqa_ray.data.errors import DatasetError
+
+        raise DatasetError(
+            _unlabelled_target(cfg) + f": {scores_needed_by} ranks by target "
+            "SRCC and needs them (jobs/full_pipeline.py runs without)"
+        )
+    return labelled
+
+
+def target_has_scores(cfg: PipelineConfig) -> bool:
+    """Whether the target's index holds scores, so that SRCC/PLCC can be measured on it: the
+    embedded default's proxies do; a ``custom`` table without
+    ``data.target_options.score_column`` does not. Reads the target's index only."""
+    if cfg.data.target_dataset == EMBEDDED:
+        return True
+    return bool(_read_index(cfg, "target")["score"].notna().any())
+
+
+def _unlabelled_target(cfg: PipelineConfig) -> str:
+    name, root, _ = _raw_role(cfg, "target")
+    hint = " (set data.target_options.score_column)" if name == "custom" else ""
+    return f"data.target_root ({name} at {root}): the target has no scores{hint}"
 
 
 def ingest_all(cfg: PipelineConfig, roles: dict[str, RoleData], log) -> None:
@@ -161,23 +200,30 @@ def dataset_key(data: RoleData) -> str:
 # -- evaluation on the target -----------------------------------------------------------------
 
 
+def inference_resources(cfg: PipelineConfig) -> dict[str, float]:
+    """What each inference actor reserves (selection, target evaluation): a GPU and a CPU with
+    ``train.use_gpu``, else a training worker's CPUs (the workers are gone by then; one CPU
+    stays free for Ray Data's reads)."""
+    if cfg.train.use_gpu:
+        return {"num_cpus": 1, "num_gpus": 1}
+    return {"num_cpus": max(1, cfg.train.cpus_per_worker), "num_gpus": 0}
+
+
 def evaluate_on_target(checkpoint_uri: str, cfg: PipelineConfig, target_ds) -> pd.DataFrame:
     """Per-image predictions (``image_id, predicted, score, crops``) of a regressor checkpoint
-    over the target, ``cfg.data.eval_crops`` seeded crops per image averaged."""
-    import torch
+    over the target, ``cfg.data.eval_crops`` seeded crops per image averaged: a Ray Data actor
+    pool (``inference.predict_quality``), the same path as the selection's classifier."""
+    from dgqa_ray.inference import predict_quality
 
-    from dgqa_ray.data.pipelines import evaluation_view
-    from dgqa_ray.engine import per_image_predictions, predict_scores, resolve_device
-    from dgqa_ray.models import numeric_format
-    from dgqa_ray.train import load_trained_model
-
-    device = resolve_device(cfg.train.use_gpu and torch.cuda.is_available())
-    model, _ = load_trained_model(checkpoint_uri, cfg, device)
-    view = evaluation_view(target_ds, crop=cfg.data.crop_size, num_crops=cfg.data.eval_crops)
-    batches = view.iter_batches(batch_size=cfg.train.eval_batch_size, batch_format="numpy")
-    amp, channels_last = numeric_format(cfg.model, device)
-    crops = predict_scores(model, batches, device, amp_dtype=amp, channels_last=channels_last)
-    return per_image_predictions(crops)
+    return predict_quality(
+        checkpoint_uri,
+        cfg.model,
+        target_ds,
+        crop=cfg.data.crop_size,
+        num_crops=cfg.data.eval_crops,
+        batch_size=cfg.train.eval_batch_size,
+        **inference_resources(cfg),
+    )
 
 
 @dataclass
@@ -227,8 +273,7 @@ def select_target_domains(
             crop=cfg.data.crop_size,
             num_crops=cfg.data.eval_crops,
             batch_size=cfg.train.eval_batch_size,
-            num_cpus=cfg.train.cpus_per_worker if not cfg.train.use_gpu else 1,
-            num_gpus=1 if cfg.train.use_gpu else 0,
+            **inference_resources(cfg),
         )
         table = similarity_from_predictions(predictions, k=cfg.selection.k)
     selection = select_with_config(table, cfg.selection)
@@ -418,9 +463,9 @@ def train_and_evaluate(
     per-image predictions are cached in ``<eval_dir>/<run_name>.csv`` and reused while the
     regressor and the target version (``target_key``, ``dataset_key``) are unchanged.
 
-    Returns ``({"srcc", "plcc", "krcc"}, per-image predictions, train.TrainResult)``.
+    Returns ``({"srcc", "plcc", "krcc", "n_scored"}, per-image predictions,
+    train.TrainResult)``: see ``target_metrics`` (NaN correlations on an unlabelled target).
     """
-    from dgqa_ray.metrics import krcc, plcc, srcc
     from dgqa_ray.train import fit_regressor, split_datasets
 
     datasets = split_datasets(cfg, source.storage_uri, source.dataset, split)
@@ -440,9 +485,21 @@ def train_and_evaluate(
         per_image.to_csv(tmp, index=False)
         tmp.replace(cache)
         made_by.write_text(key)
-    y, p = per_image["score"].to_numpy(), per_image["predicted"].to_numpy()
-    metrics = {"srcc": srcc(p, y), "plcc": plcc(p, y), "krcc": krcc(p, y)}
-    return metrics, per_image, result
+    return target_metrics(per_image), per_image, result
+
+
+def target_metrics(per_image: pd.DataFrame) -> dict[str, float]:
+    """SRCC, PLCC and KRCC of ``predicted`` against ``score`` over the images that have a score,
+    and their count ``n_scored``; the correlations are NaN when no image has one (an unlabelled
+    target: predictions only)."""
+    from dgqa_ray.metrics import krcc, plcc, srcc
+
+    scored = per_image[per_image["score"].notna()]
+    if len(scored) == 0:
+        nan = float("nan")
+        return {"srcc": nan, "plcc": nan, "krcc": nan, "n_scored": 0}
+    y, p = scored["score"].to_numpy(), scored["predicted"].to_numpy()
+    return {"srcc": srcc(p, y), "plcc": plcc(p, y), "krcc": krcc(p, y), "n_scored": len(scored)}
 
 
 # -- the flow ----------------------------------------------------------------------------------
@@ -460,8 +517,15 @@ def run_pipeline(
 
     started = time.monotonic()
     timings: dict[str, float] = {}
-    if check_roots:
-        check_data_roots(cfg)  # before Ray starts: a wrong root costs seconds
+    # Before Ray starts: a wrong root costs seconds, and whether SRCC/PLCC can be measured
+    # is known before any compute.
+    labelled = check_data_roots(cfg) if check_roots else target_has_scores(cfg)
+    if not labelled:
+        _say(
+            log,
+            "target: no scores (unlabelled): data, classifier, selection and regressors run, "
+            f"SRCC/PLCC are not measured; predicted scores go to {PREDICTIONS_FILE}",
+        )
     cfg = init_ray_for_training(cfg, log=lambda text: _say(log, text))  # checks fit, first
     run_dir = Path(cfg.output_dir) / "runs" / cfg.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -487,7 +551,7 @@ def run_pipeline(
 
         # 4. regressors and evaluation
         t0 = time.monotonic()
-        rows, histories = [], []
+        rows, histories, predictions = [], [], {}
         eval_dir = run_dir / "evaluation"
         variants = regressor_variants(cfg, selected, target_types)
         init = regressor_init_checkpoint(cfg, prepared.classifier)
@@ -497,7 +561,7 @@ def run_pipeline(
                 name = regressor_run_name(cfg.run_name, variant, dist_types, split)
                 _start_over(cfg, "regressors", name, log)
                 with tracker.nested(name) as run:
-                    metrics, _, result = train_and_evaluate(
+                    metrics, per_image, result = train_and_evaluate(
                         cfg,
                         prepared.source,
                         target_ds,
@@ -520,8 +584,11 @@ def run_pipeline(
                             "checkpoint": result.best_checkpoint,
                         }
                     )
-                    run.log_metrics({f"target_{k}": v for k, v in metrics.items()})
+                    run.log_metrics(
+                        {f"target_{k}": v for k, v in metrics.items() if v == v}  # not NaN
+                    )
                     run.log_artifact(str(eval_dir / f"{name}.csv"))
+                predictions[variant, split] = per_image
                 rows.append(
                     {
                         "variant": variant,
@@ -531,12 +598,11 @@ def run_pipeline(
                     }
                 )
                 histories.append(_epoch_choice(variant, split, result))
-                _say(
-                    log,
-                    f"split {split} {variant:<8}: target SRCC {metrics['srcc']:.4f} "
-                    f"PLCC {metrics['plcc']:.4f}",
-                )
+                _say(log, f"split {split} {variant:<8}: " + _scored_line(metrics, per_image))
         timings["regressors"] = time.monotonic() - t0
+        predictions_path = write_target_predictions(
+            run_dir, predictions, _image_paths(prepared.target)
+        )
 
         # 5. report
         per_split = pd.DataFrame(rows)
@@ -547,13 +613,14 @@ def run_pipeline(
         epochs = pd.DataFrame(histories)
         epochs.to_csv(run_dir / "regressor_epochs.csv", index=False)
         written = reports.write_results(results, str(run_dir), title=f"DGQA run {cfg.run_name}")
-        dgqa_split0 = regressor_run_name(cfg.run_name, "dgqa", variants["dgqa"], 0)
-        plot_last = pd.read_csv(eval_dir / f"{dgqa_split0}.csv")
-        figure = reports.plot_predictions(
-            plot_last, title="Target, DGQA split 0: predicted vs true"
-        )
-        scatter = run_dir / "target_scatter_dgqa_split0.png"
-        figure.savefig(scatter, dpi=100)
+        figures = []
+        if labelled:
+            figure = reports.plot_predictions(
+                predictions["dgqa", 0], title="Target, DGQA split 0: predicted vs true"
+            )
+            scatter = run_dir / "target_scatter_dgqa_split0.png"
+            figure.savefig(scatter, dpi=100)
+            figures.append(str(scatter))
         report_path = _write_report(
             cfg,
             run_dir,
@@ -567,21 +634,20 @@ def run_pipeline(
             timings,
             prepared.classifier,
             epochs,
+            labelled=labelled,
+            predictions_path=predictions_path,
         )
         gain = reports.dgqa_gain(results)
+        medians = {
+            f"target_{metric}_{variant}": _median(per_split, variant, metric)
+            for variant in variants
+            for metric in ("srcc", "plcc")
+        }
         tracker.log_metrics(
             {
-                "target_srcc_baseline": _median(per_split, "baseline", "srcc"),
-                "target_plcc_baseline": _median(per_split, "baseline", "plcc"),
-                "target_srcc_dgqa": _median(per_split, "dgqa", "srcc"),
-                "target_plcc_dgqa": _median(per_split, "dgqa", "plcc"),
-                "dgqa_gain_srcc": gain["srcc"],
+                **{k: v for k, v in medians.items() if v == v},  # none on an unlabelled target
+                **({"dgqa_gain_srcc": gain["srcc"]} if gain["srcc"] == gain["srcc"] else {}),
                 "n_selected": len(selected),
-                **(
-                    {"target_srcc_oracle": _median(per_split, "oracle", "srcc")}
-                    if "oracle" in variants
-                    else {}
-                ),
             }
         )
         tracker.log_params({"selected_types": ",".join(map(str, selected)), "rule": selection.rule})
@@ -595,9 +661,11 @@ def run_pipeline(
             target_types,
             per_split,
             timings["total"],
+            labelled=labelled,
         )
-        for path in (*written.values(), str(scatter), report_path, config_path, summary_path):
+        for path in (*written.values(), *figures, report_path, config_path, summary_path):
             tracker.log_artifact(path)
+        tracker.log_artifact(predictions_path)
         tracker.set_tags({"stage": "done"})
         # Point at the UI only for a store that took the runs.
         ui = mlflow_ui_command(cfg) if tracker.active else ""
@@ -616,15 +684,19 @@ def run_pipeline(
         timings=timings,
         classifier_metrics=_classifier_figures(prepared.classifier),
         summary_path=summary_path,
+        predictions_path=predictions_path,
+        labelled=labelled,
     )
 
 
 def regressor_variants(
     cfg: PipelineConfig, selected: Sequence[int], target_types: Sequence[int] | None
 ) -> dict[str, list[int] | None]:
-    """The regressors of each split: ``baseline`` (all 25 types), ``dgqa`` (the selection) and,
-    when the target's true types are known and ``eval.oracle``, ``oracle`` (exactly those)."""
-    variants: dict[str, list[int] | None] = {"baseline": None, "dgqa": [int(t) for t in selected]}
+    """The regressors of each split: ``baseline`` (all 25 types; unless ``eval.baseline`` is
+    off), ``dgqa`` (the selection) and, when the target's true types are known and
+    ``eval.oracle``, ``oracle`` (exactly those)."""
+    variants: dict[str, list[int] | None] = {"baseline": None} if cfg.eval.baseline else {}
+    variants["dgqa"] = [int(t) for t in selected]
     if target_types and cfg.eval.oracle:
         variants["oracle"] = sorted(int(t) for t in target_types)
     return variants
@@ -662,6 +734,51 @@ def _classifier_figures(classifier) -> dict[str, Any]:
 
 
 SUMMARY_FILE = "summary.json"
+PREDICTIONS_FILE = "target_predictions.csv"
+
+
+def _scored_line(metrics: dict[str, float], per_image: pd.DataFrame) -> str:
+    """One regressor's console line: its target SRCC/PLCC, or what it scored when the target
+    has no scores (or only some)."""
+    n, scored = len(per_image), int(metrics["n_scored"])
+    if scored == 0:
+        return f"predicted {n} target images (no target scores: SRCC/PLCC not measured)"
+    part = "" if scored == n else f" (over the {scored} of {n} images that have a score)"
+    return f"target SRCC {metrics['srcc']:.4f} PLCC {metrics['plcc']:.4f}{part}"
+
+
+def _image_paths(data: RoleData) -> pd.DataFrame:
+    """``image_id, path`` of a role's images, in its index's order (where each file was read)."""
+    from dgqa_ray.data.adapters import open_adapter
+
+    index = open_adapter(data.adapter, data.root, **data.options).index()
+    return index[["image_id", "path"]].astype({"image_id": str})
+
+
+def write_target_predictions(
+    run_dir: Path, predictions: dict[tuple[str, int], pd.DataFrame], paths: pd.DataFrame
+) -> str:
+    """``<run_dir>/target_predictions.csv`` (written atomically): one row per target image that
+    was ingested, in the target index's order: ``image_id``, ``path``, then one column per
+    regressor variant (``dgqa``, ``baseline``, ...: the predicted quality on the [0, 10] score
+    scale, higher is better, averaged over the variant's split regressors) and ``score`` (the
+    target's own normalised score) where the target has scores.
+
+    ``predictions``: ``(variant, split) -> train_and_evaluate``'s per-image table."""
+    columns: dict[str, list[pd.Series]] = {}
+    for (variant, _), per_image in predictions.items():
+        table = per_image.astype({"image_id": str}).set_index("image_id")
+        columns.setdefault(variant, []).append(table["predicted"])
+    out = pd.DataFrame({v: pd.concat(parts, axis=1).mean(axis=1) for v, parts in columns.items()})
+    first = next(iter(predictions.values())).astype({"image_id": str}).set_index("image_id")
+    if first["score"].notna().any():
+        out["score"] = first["score"]
+    out = paths.merge(out, left_on="image_id", right_index=True, how="inner")
+    path = Path(run_dir) / PREDICTIONS_FILE
+    tmp = path.with_suffix(".csv.tmp")
+    out.to_csv(tmp, index=False, float_format="%.4f")
+    tmp.replace(path)
+    return str(path)
 
 
 def write_summary(
@@ -673,6 +790,8 @@ def write_summary(
     target_types: Sequence[int] | None,
     per_split: pd.DataFrame,
     wall_seconds: float,
+    *,
+    labelled: bool = True,
 ) -> str:
     """``<run_dir>/summary.json``: the machine-readable result of a run (written atomically).
 
@@ -681,7 +800,9 @@ def write_summary(
     (type ids of the configured ``rule``), ``target_types`` (the true types, embedded target
     only, else null), ``selection_precision`` / ``selection_recall`` (null without true
     types), ``baseline_srcc`` / ``dgqa_srcc`` / ``oracle_srcc`` and the PLCCs (medians over
-    splits; null where not computed), ``n_splits``, ``wall_seconds``.
+    splits; null where not computed, and all null on an unlabelled target), ``n_splits``,
+    ``wall_seconds``, ``target_labelled`` (whether the target had scores) and
+    ``target_predictions`` (the file, in the run folder, with every target image's scores).
     """
     import json
     import math
@@ -714,6 +835,8 @@ def write_summary(
         "oracle_plcc": median("oracle", "plcc"),
         "n_splits": int(per_split["split"].nunique()),
         "wall_seconds": round(float(wall_seconds), 1),
+        "target_labelled": bool(labelled),
+        "target_predictions": PREDICTIONS_FILE,
     }
     path = run_dir / SUMMARY_FILE
     tmp = path.with_suffix(".json.tmp")
@@ -739,6 +862,9 @@ def _write_report(
     timings,
     classifier,
     epochs: pd.DataFrame,
+    *,
+    labelled: bool = True,
+    predictions_path: str = "",
 ) -> str:
     from dgqa_ray import reports
 
@@ -796,7 +922,17 @@ def _write_report(
             f"recall {quality['recall']:.2f} (target types selected).",
         ]
     lines += ["", f"The other rule, `{other_rule}`, would select: {list(other_selected)}.", ""]
-    lines += ["## Target SRCC/PLCC (median over splits)", "", reports.markdown_table(results), ""]
+    if labelled:
+        lines += ["## Target SRCC/PLCC (median over splits)", ""]
+        lines += [reports.markdown_table(results), ""]
+    else:
+        lines += [
+            "## Target scores",
+            "",
+            "The target has no scores, so SRCC/PLCC were not measured. Every target image's "
+            f"predicted quality (0-10, higher is better) is in `{Path(predictions_path).name}`.",
+            "",
+        ]
     if "oracle" in set(results.get("variant", [])):
         lines += [
             "`oracle` trains on exactly the target's true types: the best any selection could "
@@ -842,7 +978,11 @@ def pipeline_summary(result: PipelineResult) -> str:
             f"also picked {quality['extra']} (precision {quality['precision']:.2f}, recall "
             f"{quality['recall']:.2f})"
         )
-    lines += ["", reports.markdown_table(result.results), ""]
+    if result.labelled:
+        lines += ["", reports.markdown_table(result.results), ""]
+    else:
+        lines += ["", "The target has no scores: SRCC/PLCC not measured.", ""]
+    lines.append(f"Target predictions: {result.predictions_path}")
     lines.append(f"Report: {result.report_path}")
     lines.append(f"Summary: {result.summary_path}")
     lines.append(f"Results and checkpoints: {result.run_dir}")

@@ -413,9 +413,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     init = config.get("init_checkpoint")
     model = _create_model(task, cfg, load_weights=checkpoint is None and not init)
     if checkpoint is None and init:
-        from dgqa_ray.inference import load_classifier_state
+        from dgqa_ray.inference import load_model_state
 
-        report = load_pretrained(model, load_classifier_state(init), skip_head=True)
+        report = load_pretrained(model, load_model_state(init), skip_head=True)
         if rank == 0:
             _say(f"[{task} {run_name}] backbone from {init} ({report.loaded} tensors)")
     if task == "regressor" and checkpoint is None and config.get("label_median") is not None:

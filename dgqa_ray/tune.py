@@ -475,7 +475,7 @@ def run_tau_sweep(
     started = time.monotonic()
     cfg = _absolute(cfg)
     name = name or f"{cfg.run_name}-tau"
-    check_data_roots(cfg)  # before Ray starts
+    check_data_roots(cfg, scores_needed_by="a tau sweep")  # before Ray starts
     cfg = init_ray_for_search(cfg)
     prepared, context, out_dir = _prepare(cfg, name, log)
     save_config(cfg, str(out_dir / "config.yaml"))
@@ -668,7 +668,7 @@ def run_gds_search(
     cfg = _absolute(cfg)
     search = cfg.search
     name = name or f"{cfg.run_name}-gds"
-    check_data_roots(cfg)  # before Ray starts
+    check_data_roots(cfg, scores_needed_by="a greedy domain search")  # before Ray starts
     cfg = init_ray_for_search(cfg)
     prepared, context, out_dir = _prepare(cfg, name, log)
     save_config(cfg, str(out_dir / "config.yaml"))
@@ -912,7 +912,8 @@ def job_main(kind: str, description: str, argv: list[str] | None = None) -> int:
         if args.name is not None:
             check_name(args.name, "--name")
         cfg = with_search_overrides(config_from_args(args), max_concurrent=args.max_concurrent)
-        check_data_roots(cfg)  # before Ray starts
+        search = "a tau sweep" if kind == "tau" else "a greedy domain search"
+        check_data_roots(cfg, scores_needed_by=search)  # before Ray starts
     except (ConfigError, UserInputError, DatasetError, FileNotFoundError) as e:
         print(f"{job}: error: {redact(e)}", file=sys.stderr)
         return 2

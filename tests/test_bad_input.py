@@ -422,6 +422,17 @@ CASES: list[Case] = [
     _case("gds_search", ["--set", "search.gds_candidates=[0]"], 2, "search.gds_candidates"),
     _case("gds_search", ["--set", "search.gds_start=full"], 2, "search.gds_start"),
     _case("gds_search", ["--name", ".x"], 2, "--name: invalid value"),
+    *(  # a custom table without data.target_options.score_column: nothing to rank by
+        _case(
+            job,
+            ["--set", "data.target_dataset=custom", "--set", "data.target_root={custom}"],
+            2,
+            "the target has no scores",
+            "data.target_options.score_column",
+            f"{search} ranks by target SRCC",
+        )
+        for job, search in (("tune_tau", "a tau sweep"), ("gds_search", "a greedy domain search"))
+    ),
     # -- jobs/heldout_check.py and jobs/benchmark.py ---------------------------------------------
     _case("heldout_check", ["--set", "data.embedded_tile=4,4"], 2, "data.embedded_tile"),
     _case("heldout_check", ["--set", f"storage={S3_WITH_SECRET}"], 2, "storage: the URI carries"),

@@ -33,6 +33,8 @@ import yaml
 from dgqa_ray.config import ConfigError, TrainConfig, config_from_args, save_config
 from dgqa_ray.tracking import looks_secret
 from tests.fixtures.configs import tiny_pipeline_config
+from tests.fixtures.datasets import build_custom
+from tests.test_unlabelled_target import check_scored_run, check_unlabelled_run
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
@@ -392,7 +394,7 @@ def _submit(cluster, *entrypoint: str, env=None, working_dir: Path | None = None
 
 
 @pytest.mark.slow
-def test_rehearsal_two_nodes_both_train_and_a_submission_without_the_token_is_refused(
+def test_rehearsal_two_nodes_train_for_unlabelled_photos_and_no_token_is_refused(
     ray_cli_cluster, tmp_path
 ):
     from dgqa_ray.train import CHECKPOINTS_DIR, latest_progress
@@ -418,9 +420,19 @@ def test_rehearsal_two_nodes_both_train_and_a_submission_without_the_token_is_re
         assert "should not run" not in refused.stdout
         print(f"refused ({label}, exit {refused.returncode}): {said[-1].strip()[:300]}")
 
+    # The submitted pipeline's target: a user's unlabelled photos (a table with a path
+    # column), see tests/test_unlabelled_target.py.
+    photos = build_custom(tmp_path / "photos", n_images=8, size=(64, 48))
     cfg = tiny_pipeline_config(
         tmp_path,
-        ["train.num_workers=2", "train.placement_strategy=SPREAD", "eval.n_splits=1"],
+        [
+            "train.num_workers=2",
+            "train.placement_strategy=SPREAD",
+            "eval.n_splits=1",
+            "eval.baseline=false",
+            "data.target_dataset=custom",
+            f"data.target_root={photos.root}",
+        ],
     )
     config_path = save_config(cfg, str(tmp_path / "tiny.yaml"))
     started = time.monotonic()
@@ -431,6 +443,7 @@ def test_rehearsal_two_nodes_both_train_and_a_submission_without_the_token_is_re
     assert done.returncode == 0, output[-4000:]
     assert "succeeded" in output, output[-4000:]
     print(f"pipeline job on two nodes: {time.monotonic() - started:.0f} s")
+    unlabelled = check_unlabelled_run(output, Path(cfg.output_dir) / "runs" / cfg.run_name, photos)
 
     # Every training of the pipeline ran a worker on each node, and each trained images.
     runs = sorted(p.name for p in (Path(cfg.storage) / CHECKPOINTS_DIR).iterdir() if p.is_dir())
@@ -442,3 +455,19 @@ def test_rehearsal_two_nodes_both_train_and_a_submission_without_the_token_is_re
         print(run, json.dumps(workers))
         assert {w["node_id"] for w in workers} == node_ids, (run, workers, node_ids)
         assert all(w["images"] > 0 for w in workers), (run, workers)
+
+    # The same photos with their scores named: the finished stages are reused, and the same
+    # regressor now gets measured.
+    again = _submit(
+        cluster,
+        "python",
+        "jobs/full_pipeline.py",
+        "--config",
+        config_path,
+        "--set",
+        "data.target_options.score_column=score",
+        working_dir=REPO,
+    )
+    output = again.stdout + again.stderr
+    assert again.returncode == 0, output[-4000:]
+    check_scored_run(output, Path(cfg.output_dir) / "runs" / cfg.run_name, unlabelled)

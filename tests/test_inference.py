@@ -1,4 +1,5 @@
-"""Domain classifier inference: checkpoint loading, and Ray Data results equal plain torch."""
+"""Inference (domain classifier and quality regressor): checkpoint loading, and Ray Data
+results equal plain torch over the same crops."""
 
 from __future__ import annotations
 
@@ -8,14 +9,21 @@ import pytest
 import torch
 
 from dgqa_ray.config import ModelConfig
-from dgqa_ray.engine import average_by_image, predict, training_state
+from dgqa_ray.engine import (
+    average_by_image,
+    per_image_predictions,
+    predict,
+    predict_scores,
+    training_state,
+)
 from dgqa_ray.inference import (
     domain_arrays,
-    load_classifier_state,
+    load_model_state,
     predict_domains,
+    predict_quality,
     similarity_from_predictions,
 )
-from dgqa_ray.models import create_classifier
+from dgqa_ray.models import create_classifier, create_regressor
 from dgqa_ray.selection import select_domains, softmax
 
 TINY = ModelConfig(backbone="resnet18", num_classes=25, channels_last=False, amp="none")
@@ -53,26 +61,26 @@ def test_checkpoint_forms_all_give_the_same_weights(tmp_path):
         str(folder / "state.pt"),
         single,
     ):
-        loaded = load_classifier_state(checkpoint)
+        loaded = load_model_state(checkpoint)
         assert loaded.keys() == weights.keys()
         assert all(torch.equal(loaded[k], weights[k]) for k in weights)
 
 
 def test_bad_checkpoints_say_what_was_expected(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing at"):
-        load_classifier_state(tmp_path / "missing")
+        load_model_state(tmp_path / "missing")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match=r"state\.pt or exactly one"):
-        load_classifier_state(empty)
+        load_model_state(empty)
     with pytest.raises(ValueError, match="neither a model state dict"):
-        load_classifier_state({"epoch": 3})
+        load_model_state({"epoch": 3})
     with pytest.raises(ValueError, match="expected a path or URI"):
-        load_classifier_state(42)
+        load_model_state(42)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="couldn't load"):
-        load_classifier_state(junk)
+        load_model_state(junk)
 
 
 def test_a_checkpoint_of_another_model_fails_before_any_ray_work():
@@ -182,3 +190,29 @@ def test_two_actors_and_26_classes(target_ds):
 def test_domain_arrays_refuses_a_table_without_probabilities():
     with pytest.raises(ValueError, match="prob_TT"):
         domain_arrays(pd.DataFrame({"image_id": ["a"]}))
+
+
+@pytest.mark.slow
+def test_regressor_scores_through_the_same_actor_pool_equal_plain_torch(target_ds, tmp_path):
+    from dgqa_ray.data.pipelines import evaluation_view
+
+    torch.manual_seed(3)
+    model = create_regressor(TINY, load_weights=False).eval()
+    folder = tmp_path / "epoch_001"
+    folder.mkdir()
+    torch.save(training_state(model, torch.optim.Adam(model.parameters()), 1), folder / "state.pt")
+    scores = predict_quality(folder, TINY, target_ds, crop=32, num_crops=3, seed=4, batch_size=5)
+    assert list(scores.columns) == ["image_id", "predicted", "score", "crops"]
+    assert len(scores) == 7 and (scores["crops"] == 3).all() and scores["score"].isna().all()
+    assert scores["image_id"].is_monotonic_increasing
+
+    crops = evaluation_view(target_ds, crop=32, num_crops=3, seed=4)
+    batches = crops.iter_batches(batch_size=16, batch_format="numpy")
+    reference = per_image_predictions(predict_scores(model, batches, "cpu"))
+    reference = reference.sort_values("image_id").reset_index(drop=True)
+    assert scores["image_id"].tolist() == reference["image_id"].tolist()
+    np.testing.assert_allclose(scores["predicted"], reference["predicted"], rtol=1e-4, atol=1e-5)
+
+    # A classifier's weights are not a regressor: refused before any actor starts.
+    with pytest.raises(ValueError, match="does not fit a resnet18 quality regressor"):
+        predict_quality(_classifier().state_dict(), TINY, target_ds, crop=32)
