@@ -200,13 +200,22 @@ def dataset_key(data: RoleData) -> str:
 # -- evaluation on the target -----------------------------------------------------------------
 
 
-def inference_resources(cfg: PipelineConfig) -> dict[str, float]:
-    """What each inference actor reserves (selection, target evaluation): a GPU and a CPU with
-    ``train.use_gpu``, else a training worker's CPUs (the workers are gone by then; one CPU
-    stays free for Ray Data's reads)."""
-    if cfg.train.use_gpu:
-        return {"num_cpus": 1, "num_gpus": 1}
-    return {"num_cpus": max(1, cfg.train.cpus_per_worker), "num_gpus": 0}
+def inference_options(cfg: PipelineConfig) -> dict[str, Any]:
+    """The config's settings for every inference over a dataset (selection, target
+    evaluation): crop side, ``data.eval_crops`` crops per image, ``train.eval_batch_size``, and
+    what each actor reserves: a GPU and a CPU with ``train.use_gpu``, else a training worker's
+    CPUs (the workers are gone by then; one CPU stays free for Ray Data's reads)."""
+    resources = (
+        {"num_cpus": 1, "num_gpus": 1}
+        if cfg.train.use_gpu
+        else {"num_cpus": max(1, cfg.train.cpus_per_worker), "num_gpus": 0}
+    )
+    return {
+        "crop": cfg.data.crop_size,
+        "num_crops": cfg.data.eval_crops,
+        "batch_size": cfg.train.eval_batch_size,
+        **resources,
+    }
 
 
 def evaluate_on_target(checkpoint_uri: str, cfg: PipelineConfig, target_ds) -> pd.DataFrame:
@@ -215,15 +224,7 @@ def evaluate_on_target(checkpoint_uri: str, cfg: PipelineConfig, target_ds) -> p
     pool (``inference.predict_quality``), the same path as the selection's classifier."""
     from dgqa_ray.inference import predict_quality
 
-    return predict_quality(
-        checkpoint_uri,
-        cfg.model,
-        target_ds,
-        crop=cfg.data.crop_size,
-        num_crops=cfg.data.eval_crops,
-        batch_size=cfg.train.eval_batch_size,
-        **inference_resources(cfg),
-    )
+    return predict_quality(checkpoint_uri, cfg.model, target_ds, **inference_options(cfg))
 
 
 @dataclass
@@ -266,15 +267,7 @@ def select_target_domains(
         table = read_similarity_table(table_path)
         _say(log, f"selection: reusing the similarity table {table_path}")
     else:
-        predictions = predict_domains(
-            checkpoint,
-            cfg.model,
-            target_ds,
-            crop=cfg.data.crop_size,
-            num_crops=cfg.data.eval_crops,
-            batch_size=cfg.train.eval_batch_size,
-            **inference_resources(cfg),
-        )
+        predictions = predict_domains(checkpoint, cfg.model, target_ds, **inference_options(cfg))
         table = similarity_from_predictions(predictions, k=cfg.selection.k)
     selection = select_with_config(table, cfg.selection)
     other = select_domains(
