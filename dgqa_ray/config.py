@@ -539,9 +539,18 @@ class TrackingConfig:
     preset and ``--set tracking.tracking_uri=`` overrides both (docs/cluster.md)."""
     experiment_name: str = "dgqa"
     """MLflow experiment holding one parent run per pipeline run."""
+    log_models: bool = True
+    """Log every trained model (the classifier and each regressor) as an MLflow model
+    (``mlflow.pytorch``, name ``model``): loadable with ``mlflow.pytorch.load_model`` and by
+    ``jobs/score.py --model runs:/<run_id>/model``. A resnet18 is ~45 MB per model."""
+    registered_model: str | None = None
+    """With a name, the DGQA regressor of split 0 is registered under it (a new version per
+    run): ``jobs/score.py --model models:/<name>/<version>``. None: nothing is registered."""
 
     def __post_init__(self) -> None:
         _normalise(self)
+        if self.registered_model is not None and not str(self.registered_model).strip():
+            _fail(self, "registered_model", self.registered_model, "a non-empty name or null")
         if not self.tracking_uri.strip():
             _fail(self, "tracking_uri", self.tracking_uri, "a non-empty MLflow tracking URI")
         _check_no_credentials(self, "tracking_uri")

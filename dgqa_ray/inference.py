@@ -134,7 +134,9 @@ def load_model_state(checkpoint: Any) -> dict[str, torch.Tensor]:
 TASKS = ("classifier", "regressor")
 
 
-def _build_model(model_cfg: ModelConfig, state: Mapping[str, torch.Tensor], source: str, task: str):
+def build_model(model_cfg: ModelConfig, state: Mapping[str, torch.Tensor], source: str, task: str):
+    """The ``task``'s network for ``model_cfg`` with ``state`` loaded (strict), in eval mode; a
+    state that does not fit names ``source`` and the model it was expected to fit."""
     from dgqa_ray.models import create_classifier, create_regressor
 
     if task not in TASKS:
@@ -155,6 +157,37 @@ def _build_model(model_cfg: ModelConfig, state: Mapping[str, torch.Tensor], sour
             f"checkpoint: {source} does not fit {fits}: {str(e).splitlines()[0]}"
         ) from e
     return model.eval()
+
+
+PREPROCESSED_NETWORK = "2"
+"""Where the trained network sits in a ``preprocessed_model`` (its state-dict prefix)."""
+
+
+def preprocessed_model(model: torch.nn.Module) -> torch.nn.Sequential:
+    """``model`` behind the preprocessing it was trained with, as one torch/torchvision module
+    (what an MLflow model holds): uint8 RGB crops (B, 3, H, W) in, outputs out; the crops are
+    scaled to [0, 1] and ImageNet-normalised inside (as ``models.normalize_uint8`` does on the
+    device). ``network_state`` gets the network's weights back."""
+    from torchvision.transforms import v2
+
+    from dgqa_ray.models import IMAGENET_MEAN, IMAGENET_STD
+
+    return torch.nn.Sequential(
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        model.eval(),
+    ).eval()
+
+
+def network_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trained network's state dict from a ``preprocessed_model``, also after an MLflow
+    round trip (``mlflow.pytorch`` saves it as a ``torch.export`` graph, whose state keeps the
+    ``2.`` prefix); a bare network's state as it is."""
+    state = module.state_dict()
+    prefix = PREPROCESSED_NETWORK + "."
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix) :]: v for k, v in state.items()}
+    return dict(state)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,7 +223,7 @@ class Predictor:
         self.task = task
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.amp_dtype, self.channels_last = numeric_format(model_cfg, self.device)
-        model = _build_model(model_cfg, state, "the checkpoint", task)
+        model = build_model(model_cfg, state, "the checkpoint", task)
         self.model = prepare_for_device(model, self.device, self.channels_last).eval()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -299,7 +332,7 @@ def _predict_crops(
         )
     strategy = _compute_strategy(concurrency)
     state = load_model_state(checkpoint)
-    _build_model(model_cfg, state, repr(checkpoint) if isinstance(checkpoint, str) else "it", task)
+    build_model(model_cfg, state, repr(checkpoint) if isinstance(checkpoint, str) else "it", task)
 
     _check_room_for_reads(num_cpus, concurrency)
     crops = evaluation_view(ds, crop=crop, num_crops=num_crops, seed=seed)
@@ -484,6 +517,9 @@ def similarity_from_predictions(predictions: pd.DataFrame, k: int = 4) -> pd.Dat
 
 __all__ = [
     "Predictor",
+    "build_model",
+    "preprocessed_model",
+    "network_state",
     "domain_arrays",
     "load_model_state",
     "predict_domains",

@@ -59,6 +59,8 @@ class PipelineResult:
     summary_path: str = ""
     predictions_path: str = ""  # target_predictions.csv: every target image's predicted scores
     labelled: bool = True  # whether the target has scores (SRCC/PLCC measured)
+    dgqa_model: dict[str, str | None] = field(default_factory=dict)  # checkpoint, mlflow URI
+    mlflow_url: str = ""  # the experiment's runs view in the MLflow UI
 
 
 def _say(log: Callable[[str], None], text: str) -> None:
@@ -197,6 +199,73 @@ def dataset_key(data: RoleData) -> str:
     return f"{storage.join(data.storage_uri, data.dataset)}@{manifest.version}"
 
 
+# -- MLflow: models and dataset inputs ---------------------------------------------------------
+
+MODEL_EXAMPLE_BATCH = 2
+"""Images in a logged model's input example (the batch dimension stays free: 2, not 1, so that
+``torch.export`` does not fix it)."""
+
+
+def log_trained_model(
+    run, cfg: PipelineConfig, checkpoint: str, task: str, registered_name: str | None = None
+) -> str | None:
+    """The checkpoint's network, behind its preprocessing (``inference.preprocessed_model``),
+    as ``run``'s MLflow model, with what a user needs to run it in its metadata. Returns its
+    ``runs:/`` URI; None when ``tracking.log_models`` is off or tracking is inactive."""
+    if not (cfg.tracking.log_models and run.active):
+        return None
+    import numpy as np
+
+    from dgqa_ray.inference import build_model, load_model_state, preprocessed_model
+
+    state = load_model_state(checkpoint)
+    module = preprocessed_model(build_model(cfg.model, state, repr(checkpoint), task))
+    crop = cfg.data.crop_size
+    example = np.random.default_rng(0).integers(
+        0, 256, (MODEL_EXAMPLE_BATCH, 3, crop, crop), dtype=np.uint8
+    )
+    output = (
+        "quality on the [0, 10] training scale, higher is better: average it over the crops of "
+        "an image"
+        if task == "regressor"
+        else "logits over KADID distortion types 1..25 (0 = pristine with 26 classes)"
+    )
+    metadata = {
+        "task": task,
+        "backbone": cfg.model.backbone,
+        "num_outputs": 1 if task == "regressor" else cfg.model.num_classes,
+        "crop_size": crop,
+        "eval_crops": cfg.data.eval_crops,
+        "input": f"uint8 RGB crops (B, 3, {crop}, {crop}), 0-255; the model scales them to "
+        "[0, 1] and ImageNet-normalises them",
+        "output": output,
+        "checkpoint": checkpoint,
+    }
+    return run.log_model(
+        module, example=example, metadata=metadata, registered_name=registered_name
+    )
+
+
+def log_dataset_inputs(run, inputs: Sequence[tuple[RoleData, str]]) -> None:
+    """Each ``(role data, context)`` as one of ``run``'s MLflow dataset inputs: the ingested
+    version's name, fingerprint (the digest), location and size."""
+    if not run.active:
+        return
+    from dgqa_ray.data import shards
+
+    for data, context in inputs:
+        uri = shards.dataset_uri(data.storage_uri, data.dataset)
+        manifest = shards.read_manifest(uri)
+        run.log_dataset(
+            name=data.dataset,
+            fingerprint=manifest.source_fingerprint,
+            uri=uri,
+            rows=manifest.row_count,
+            context=context,
+            version=manifest.version,
+        )
+
+
 # -- evaluation on the target -----------------------------------------------------------------
 
 
@@ -333,6 +402,8 @@ def train_classifier_stage(cfg: PipelineConfig, roles: dict[str, RoleData], trac
         for epoch, entry in enumerate(result.history):
             run.log_metrics(entry, step=epoch)
         run.log_params({"checkpoint": result.best_checkpoint, "dataset": data.dataset})
+        log_dataset_inputs(run, [(data, "training")])
+        log_trained_model(run, cfg, result.best_checkpoint, "classifier")
     _say(log, result.summary())
     return result
 
@@ -532,6 +603,14 @@ def run_pipeline(
 
         # 1-3. data, classifier, selection
         prepared = prepare_stages(cfg, tracker, log, timings)
+        log_dataset_inputs(
+            tracker.parent,
+            [
+                (prepared.roles["classifier"], "training"),
+                (prepared.source, "training"),
+                (prepared.target, "evaluation"),
+            ],
+        )
         selection, other = prepared.outcome.selection, prepared.outcome.other
         selected = [int(t) for t in selection.selected]
         target_types = prepared.target_types
@@ -545,6 +624,7 @@ def run_pipeline(
         # 4. regressors and evaluation
         t0 = time.monotonic()
         rows, histories, predictions = [], [], {}
+        models: dict[str, str | None] = {}  # the DGQA regressor of split 0, for scoring
         eval_dir = run_dir / "evaluation"
         variants = regressor_variants(cfg, selected, target_types)
         init = regressor_init_checkpoint(cfg, prepared.classifier)
@@ -581,6 +661,19 @@ def run_pipeline(
                         {f"target_{k}": v for k, v in metrics.items() if v == v}  # not NaN
                     )
                     run.log_artifact(str(eval_dir / f"{name}.csv"))
+                    log_dataset_inputs(
+                        run, [(prepared.source, "training"), (prepared.target, "evaluation")]
+                    )
+                    first_dgqa = variant == "dgqa" and split == 0
+                    model_uri = log_trained_model(
+                        run,
+                        cfg,
+                        result.best_checkpoint,
+                        "regressor",
+                        registered_name=cfg.tracking.registered_model if first_dgqa else None,
+                    )
+                    if first_dgqa:
+                        models = {"checkpoint": result.best_checkpoint, "mlflow": model_uri}
                 predictions[variant, split] = per_image
                 rows.append(
                     {
@@ -655,6 +748,7 @@ def run_pipeline(
             per_split,
             timings["total"],
             labelled=labelled,
+            dgqa_model=models,
         )
         for path in (*written.values(), *figures, report_path, config_path, summary_path):
             tracker.log_artifact(path)
@@ -662,6 +756,7 @@ def run_pipeline(
         tracker.set_tags({"stage": "done"})
         # Point at the UI only for a store that took the runs.
         ui = mlflow_ui_command(cfg) if tracker.active else ""
+        ui_url = tracker.experiment_url() or ""
         if not ui and cfg.tracking.enabled:
             ui = f"(not recorded: {tracker.failure or 'tracking off'})"
 
@@ -673,12 +768,14 @@ def run_pipeline(
         per_split=per_split,
         report_path=report_path,
         mlflow_ui=ui,
+        mlflow_url=ui_url,
         target_types=target_types,
         timings=timings,
         classifier_metrics=_classifier_figures(prepared.classifier),
         summary_path=summary_path,
         predictions_path=predictions_path,
         labelled=labelled,
+        dgqa_model=models,
     )
 
 
@@ -785,6 +882,7 @@ def write_summary(
     wall_seconds: float,
     *,
     labelled: bool = True,
+    dgqa_model: dict[str, str | None] | None = None,
 ) -> str:
     """``<run_dir>/summary.json``: the machine-readable result of a run (written atomically).
 
@@ -795,7 +893,9 @@ def write_summary(
     types), ``baseline_srcc`` / ``dgqa_srcc`` / ``oracle_srcc`` and the PLCCs (medians over
     splits; null where not computed, and all null on an unlabelled target), ``n_splits``,
     ``wall_seconds``, ``target_labelled`` (whether the target had scores) and
-    ``target_predictions`` (the file, in the run folder, with every target image's scores).
+    ``target_predictions`` (the file, in the run folder, with every target image's scores)
+    and ``dgqa_model`` (the DGQA regressor of split 0: its ``checkpoint`` and its ``mlflow``
+    model URI, null when not logged), what ``jobs/score.py --model`` takes.
     """
     import json
     import math
@@ -830,6 +930,7 @@ def write_summary(
         "wall_seconds": round(float(wall_seconds), 1),
         "target_labelled": bool(labelled),
         "target_predictions": PREDICTIONS_FILE,
+        "dgqa_model": dict(dgqa_model or {}),
     }
     path = run_dir / SUMMARY_FILE
     tmp = path.with_suffix(".json.tmp")
@@ -979,8 +1080,18 @@ def pipeline_summary(result: PipelineResult) -> str:
     lines.append(f"Report: {result.report_path}")
     lines.append(f"Summary: {result.summary_path}")
     lines.append(f"Results and checkpoints: {result.run_dir}")
+    model = result.dgqa_model.get("mlflow") or result.dgqa_model.get("checkpoint")
+    if model:
+        lines.append(
+            f"Score new images: python jobs/score.py --model {model} --images <folder> "
+            "--out scores.csv"
+        )
     if result.mlflow_ui.startswith("mlflow "):
         lines.append(f"MLflow UI: {result.mlflow_ui}")
+        if result.mlflow_url:
+            lines.append(f"  then open {result.mlflow_url} (the runs view)")
+    elif result.mlflow_url:
+        lines.append(f"MLflow: {result.mlflow_url}")
     else:
         lines.append(f"MLflow: {result.mlflow_ui or 'tracking off'}")
     return "\n".join(lines)

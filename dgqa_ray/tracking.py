@@ -55,6 +55,16 @@ MAX_PARAM_LENGTH = 6000
 """MLflow's limit on a param value (``mlflow.utils.validation.MAX_PARAM_VAL_LENGTH``)."""
 ARTIFACTS_DIR = "mlartifacts"
 """Artifacts of new experiments go here, next to the SQLite file."""
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""Marks the experiment as model training, so MLflow 3's UI opens it on its runs (not on the
+GenAI traces overview). Set on experiments this project creates, and on existing ones that
+carry no kind yet."""
+MODEL_ARTIFACT = "model"
+"""Name of the logged MLflow model in a run: ``runs:/<run_id>/model``."""
+DIGEST_LENGTH = 32
+"""MLflow keeps at most 36 characters of a dataset digest: the first 32 hex digits (128 bits)
+of the manifest's SHA-256 source fingerprint are used; the whole one is in the profile."""
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -177,6 +187,25 @@ def mlflow_ui_command(cfg: PipelineConfig | TrackingConfig) -> str:
     return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
 
 
+UI_ADDRESS = "http://127.0.0.1:5000"
+"""Where ``mlflow ui`` serves by default."""
+
+
+def experiment_url(cfg: PipelineConfig | TrackingConfig, experiment_id: str) -> str:
+    """The address of the experiment's runs view in the MLflow UI: the tracking server's own
+    (``http(s)://`` stores) or ``mlflow ui``'s default.
+
+    MLflow 3's UI opens every experiment in its GenAI view (traces overview) unless told
+    otherwise: it keeps a global "GenAI / Model training" switch, remembered by the browser,
+    that wins over the experiment's ``mlflow.experimentKind`` tag. ``workflowType=
+    machine_learning`` in the address sets the switch, so the link opens on the runs (and the
+    browser keeps the setting)."""
+    tracking = cfg.tracking if isinstance(cfg, PipelineConfig) else cfg
+    uri = resolve_tracking_uri(tracking.tracking_uri)
+    base = redact("uri", uri).rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
+    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
 # --------------------------------------------------------------------------------------------
 # Runs
 # --------------------------------------------------------------------------------------------
@@ -294,8 +323,102 @@ class TrackedRun:
         """A JSON/YAML artifact (by the file's suffix), e.g. the selection."""
         self._call("log dict", "log_dict", self.run_id, dict(values), artifact_file)
 
+    def log_dataset(
+        self, *, name: str, fingerprint: str, uri: str, rows: int, context: str, version: str = ""
+    ) -> None:
+        """An ingested dataset as a run input (``mlflow.log_input``; the runs list's Dataset
+        column): digest = the manifest's fingerprint (``DIGEST_LENGTH`` hex digits), source =
+        where it is stored, context ``training``/``validation``/``evaluation``."""
+        if not self.active:
+            return
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(
+            name=str(name),
+            digest=str(fingerprint)[:DIGEST_LENGTH],
+            source_type="s3" if str(uri).startswith("s3://") else "local",
+            source=json.dumps({"uri": redact("uri", uri)}),
+            profile=json.dumps(
+                {"num_rows": int(rows), "source_fingerprint": fingerprint, "version": version}
+            ),
+        )
+        tag = InputTag(key="mlflow.data.context", value=str(context))
+        self._call("log input", "log_inputs", self.run_id, [DatasetInput(dataset, [tag])])
+
+    def log_model(
+        self,
+        module: Any,
+        *,
+        example: Any,
+        metadata: Mapping[str, Any],
+        registered_name: str | None = None,
+    ) -> str | None:
+        """A torch module as this run's MLflow model (``mlflow.pytorch.log_model``, name
+        ``model``): the signature is inferred from ``example`` (a numpy input batch) and the
+        module's output on it, ``example`` is kept as the input example, ``metadata`` (task,
+        backbone, crop size, preprocessing) goes into the MLmodel file, and the requirements
+        are the torch/torchvision in use (no inference subprocess). With ``registered_name``
+        the model also becomes a new version of that registered model.
+
+        Returns the ``runs:/<run_id>/model`` URI, or None when inactive or the logging failed
+        (a warning, and tracking is off from then on, as for every other MLflow failure).
+        """
+        if not self.active:
+            return None
+        done = self._tracker._guarded(
+            f"log model ({self.name})",
+            _log_pytorch_model,
+            self._tracker.tracking_uri,
+            self.run_id,
+            module,
+            example,
+            dict(metadata),
+            registered_name,
+        )
+        return f"runs:/{self.run_id}/{MODEL_ARTIFACT}" if done else None
+
     def _end(self, status: str) -> None:
         self._call("end run", "set_terminated", self.run_id, status)
+
+
+def _log_pytorch_model(
+    tracking_uri: str,
+    run_id: str,
+    module: Any,
+    example: Any,
+    metadata: dict[str, Any],
+    registered_name: str | None,
+) -> bool:
+    """``mlflow.pytorch.log_model`` into the existing run ``run_id`` (the fluent API is the
+    only one that logs models: the run is reopened for the call and stays the caller's to
+    end)."""
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+    import torchvision
+    from mlflow.models import infer_signature
+
+    module = module.eval()
+    with torch.no_grad():
+        output = module(torch.from_numpy(np.ascontiguousarray(example))).float().numpy()
+    signature = infer_signature(example, output)
+    mlflow.set_tracking_uri(tracking_uri)
+    requirements = [f"torch=={torch.__version__.split('+')[0]}"]
+    requirements.append(f"torchvision=={torchvision.__version__.split('+')[0]}")
+    with mlflow.start_run(run_id=run_id):
+        mlflow.pytorch.log_model(
+            module,
+            name=MODEL_ARTIFACT,
+            signature=signature,
+            input_example=example,
+            metadata=metadata,
+            pip_requirements=requirements,
+            registered_model_name=registered_name,
+        )
+    return True
 
 
 def _end_abandoned_runs(client, experiment_id: str, run_name: str) -> list[str]:
@@ -422,7 +545,11 @@ class Tracker:
             if found is not None:
                 location = (Path(found[0]).parent / ARTIFACTS_DIR).resolve().as_uri()
             try:
-                experiment_id = client.create_experiment(name, artifact_location=location)
+                experiment_id = client.create_experiment(
+                    name,
+                    artifact_location=location,
+                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+                )
             except MlflowException:
                 # Another process created it between the lookup and now.
                 experiment = client.get_experiment_by_name(name)
@@ -431,6 +558,8 @@ class Tracker:
                 experiment_id = experiment.experiment_id
         else:
             experiment_id = experiment.experiment_id
+            if EXPERIMENT_KIND_TAG not in (experiment.tags or {}):
+                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         run = None
         if self.resume_key is not None:
             found = client.search_runs(
@@ -545,11 +674,23 @@ class Tracker:
         """``mlflow_ui_command`` for this tracker's store."""
         return mlflow_ui_command(self.cfg)
 
+    @property
+    def experiment_id(self) -> str | None:
+        """The experiment's id once started (None when tracking is off or failed)."""
+        return self._experiment_id if self.active else None
+
+    def experiment_url(self) -> str | None:
+        """``experiment_url`` for this tracker's experiment (None when inactive)."""
+        return None if self.experiment_id is None else experiment_url(self.cfg, self.experiment_id)
+
 
 __all__ = [
+    "EXPERIMENT_KIND",
+    "MODEL_ARTIFACT",
     "REDACTED",
     "TrackedRun",
     "Tracker",
+    "experiment_url",
     "flatten",
     "looks_secret",
     "mlflow_ui_command",

@@ -93,6 +93,13 @@ real SRCC, so such a checkpoint is never "best" while a real one exists."""
 RAY_SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
 """Ray Train V2's list of a run's checkpoints, in the run folder; a rerun reloads it."""
 
+HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+HEALTH_CHECK_INTERVAL_S = "0.2"
+"""How often Ray Train's controller polls its workers (Ray's default: every 2 s). Each state
+change of a run (workers started, finished) waits for the next poll: at 0.2 s a training run
+ends ~3 s sooner (measured on 2 cores: a 1-worker no-op fit took 12 s at 2 s, 9 s at 0.2 s),
+for a status call every 0.2 s. Set unless the environment already says otherwise."""
+
 FAIL_AT_EPOCH_ENV = "DGQA_TRAIN_FAIL_AT_EPOCH"
 FAIL_MARKER_ENV = "DGQA_TRAIN_FAIL_MARKER"
 
@@ -546,6 +553,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     "session": session,
                     "backbone": cfg.model.backbone,
                     "num_classes": num_classes if task == "classifier" else 1,
+                    "crop_size": cfg.data.crop_size,
                     "dist_types": config.get("dist_types"),
                     "history": history,
                     "workers": workers,  # this epoch: rank, Ray node id, images trained
@@ -933,6 +941,7 @@ def build_trainer(
 
     if failure is None:
         failure = InjectedFailure.from_env()
+    os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_INTERVAL_S)  # read by fit()
     prepared = prepare_datasets(task, cfg, datasets, dist_types, start_epoch)
     views = prepared.views
     print(f"[{task} {run_name}] data: {prepared.description}")

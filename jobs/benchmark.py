@@ -8,6 +8,7 @@ Usage:
     python jobs/benchmark.py search                         # tau sweep: parallel vs serial trials
     python jobs/benchmark.py ablation                       # what limits the embedded default
     python jobs/benchmark.py cpu-bf16                       # float32 vs bf16 training on this CPU
+    python jobs/benchmark.py inference                      # actor-pool predictor vs plain torch
     ray job submit --working-dir . -- python jobs/benchmark.py distortions
 
 Results go to ``dgqa_output/benchmarks/<mode>.csv`` unless ``--out`` says otherwise.
@@ -89,6 +90,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser(
+        "inference",
+        help="scoring img/s: the Ray Data actor-pool predictor vs a plain torch loop",
+        add_help=False,
+    )
+    sub.add_parser(
         "training",
         help="regressor training img/s: Ray Train + Ray Data vs a plain torch loop",
         add_help=False,
@@ -124,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         from dgqa_ray.benchmarks.cpu_bf16 import main as cpu_bf16_main
 
         return cpu_bf16_main(rest)
+    if args.mode == "inference":
+        from dgqa_ray.benchmarks.inference import main as inference_main
+
+        return inference_main(rest)
     if args.mode == "training":
         from dgqa_ray.benchmarks.training import main as training_main
 

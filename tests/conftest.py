@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.ray_cli",
     "tests.fixtures.s3_server",
     "tests.fixtures.datasets",
+    "tests.fixtures.browser",
 ]
 
 

@@ -433,6 +433,67 @@ CASES: list[Case] = [
         )
         for job, search in (("tune_tau", "a tau sweep"), ("gds_search", "a greedy domain search"))
     ),
+    # -- jobs/score.py: the model, the images and the output are checked before Ray starts -----
+    *(
+        _case("score", [*argv, *rest], 2, *says)
+        for argv, rest, says in (
+            (
+                ["--model", "{tmp}/nowhere"],
+                ["--images", "{custom_folder}"],
+                ["--model: nothing at"],
+            ),
+            (["--model", S3_WITH_SECRET], ["--images", "{custom_folder}"], ["--model: the URI"]),
+            (
+                ["--model", "{classifier_checkpoint}"],
+                ["--images", "{custom_folder}"],
+                ["is a classifier model", "needs a quality regressor"],
+            ),
+            (
+                ["--model", "{broken_checkpoint}"],
+                ["--images", "{custom_folder}"],
+                ["couldn't load", "state.pt"],
+            ),
+            (
+                ["--model", "runs:/0123456789abcdef/model"],
+                [
+                    "--images",
+                    "{custom_folder}",
+                    "--set",
+                    "tracking.tracking_uri=sqlite:///{tmp}/m.db",
+                ],
+                ["couldn't open the MLflow model 'runs:/0123456789abcdef/model'"],
+            ),
+            (["--model", "{regressor_checkpoint}"], ["--images", "{tmp}/nowhere"], ["no folder"]),
+            (["--model", "{regressor_checkpoint}"], ["--images", "{table_txt}"], ["is a file"]),
+            (["--model", "{regressor_checkpoint}"], ["--images", "{empty_folder}"], ["no images"]),
+            (
+                ["--model", "{regressor_checkpoint}"],
+                ["--images", "{custom_missing_image}"],
+                ["photos/gone.png"],
+            ),
+            (
+                ["--model", "{regressor_checkpoint}"],
+                ["--images", "{custom_folder}", "--max-bad-fraction", "1.5"],
+                ["--max-bad-fraction: expected a number in [0, 1)"],
+            ),
+        )
+        for argv, rest in [(argv, [*rest, "--out", "{tmp}/scores.csv"])]
+    ),
+    _case(
+        "score",
+        [
+            "--model",
+            "{regressor_checkpoint}",
+            "--images",
+            "{custom_folder}",
+            "--out",
+            "{tmp}/s.txt",
+        ],
+        2,
+        "--out: ",
+        "must end in .csv, .parquet or .pq",
+    ),
+    _case("score", ["--images", "{custom_folder}", "--out", "{tmp}/s.csv"], 2, "--model"),
     # -- jobs/heldout_check.py and jobs/benchmark.py ---------------------------------------------
     _case("heldout_check", ["--set", "data.embedded_tile=4,4"], 2, "data.embedded_tile"),
     _case("heldout_check", ["--set", f"storage={S3_WITH_SECRET}"], 2, "storage: the URI carries"),
@@ -468,7 +529,12 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     (base / "bad.yaml").write_text("train: {lr: [unclosed\n")
     (base / "list.yaml").write_text("- train\n- model\n")
     (base / "table.txt").write_text("path\nx.png\n")
+    (base / "empty_folder").mkdir()
+    checkpoints = _checkpoints(base / "checkpoints")
     return {
+        **checkpoints,
+        "custom_folder": str(Path(custom.folder) / "photos"),
+        "empty_folder": str(base / "empty_folder"),
         "kadid": kadid.root,
         "broken_kadid": broken.root,
         "empty_kadid": empty.root,
@@ -481,6 +547,39 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "list_yaml": str(base / "list.yaml"),
         "table_txt": str(base / "table.txt"),
     }
+
+
+def _checkpoints(base: Path) -> dict[str, str]:
+    """Checkpoint folders as ``train.py`` writes them: a regressor's (random weights), a
+    classifier's, and one whose weights file is not a torch file."""
+    import json
+
+    import torch
+
+    from dgqa_ray.config import load_config
+    from dgqa_ray.models import create_regressor
+    from dgqa_ray.train import PROGRESS_FILE, STATE_FILE
+
+    model_cfg = load_config("demo").model
+    folders = {}
+    for name, task in (
+        ("regressor", "regressor"),
+        ("classifier", "classifier"),
+        ("broken", "regressor"),
+    ):
+        folder = base / name / "epoch_001"
+        folder.mkdir(parents=True)
+        progress = {"task": task, "backbone": model_cfg.backbone, "crop_size": 32}
+        (folder / PROGRESS_FILE).write_text(json.dumps(progress))
+        weights = folder / STATE_FILE
+        if name == "regressor":
+            torch.save(
+                {"model": create_regressor(model_cfg, load_weights=False).state_dict()}, weights
+            )
+        else:
+            weights.write_bytes(b"not a torch file")
+        folders[f"{name}_checkpoint"] = str(folder)
+    return folders
 
 
 def _run(case: Case, inputs: dict[str, str], tmp: Path, monkeypatch, capsys) -> tuple[int, str]:
@@ -515,7 +614,9 @@ def test_bad_input_is_refused_clearly_and_safely(case, inputs, tmp_path, monkeyp
     assert SECRET not in output and KEY not in output, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     half_written = [
-        p for p in tmp_path.rglob("*") if p.name in ("manifest.json", "state.pt", "summary.json")
+        p
+        for p in tmp_path.rglob("*")
+        if p.name in ("manifest.json", "state.pt", "summary.json", "scores.csv")
     ]
     assert not half_written, half_written
 

@@ -34,6 +34,7 @@ from dgqa_ray.config import ConfigError, TrainConfig, config_from_args, save_con
 from dgqa_ray.tracking import looks_secret
 from tests.fixtures.configs import tiny_pipeline_config
 from tests.fixtures.datasets import build_custom
+from tests.test_scoring import check_scoring
 from tests.test_unlabelled_target import check_scored_run, check_unlabelled_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -395,7 +396,7 @@ def _submit(cluster, *entrypoint: str, env=None, working_dir: Path | None = None
 
 @pytest.mark.slow
 def test_rehearsal_two_nodes_train_for_unlabelled_photos_and_no_token_is_refused(
-    ray_cli_cluster, tmp_path
+    s3_server, ray_cli_cluster, ray_local, tmp_path, capsys
 ):
     from dgqa_ray.train import CHECKPOINTS_DIR, latest_progress
 
@@ -470,4 +471,9 @@ def test_rehearsal_two_nodes_train_for_unlabelled_photos_and_no_token_is_refused
     )
     output = again.stdout + again.stderr
     assert again.returncode == 0, output[-4000:]
-    check_scored_run(output, Path(cfg.output_dir) / "runs" / cfg.run_name, unlabelled)
+    run_dir = Path(cfg.output_dir) / "runs" / cfg.run_name
+    check_scored_run(output, run_dir, unlabelled)
+
+    # The run's DGQA regressor scores photos with jobs/score.py: by checkpoint over a folder,
+    # by its MLflow model over an S3 prefix (tests/test_scoring.py).
+    check_scoring(run_dir, Path(photos.folder), config_path, s3_server, capsys)

@@ -93,6 +93,40 @@ def test_parent_and_nested_runs_hold_params_metrics_and_artifacts(store, tmp_pat
     assert "/sub/mlartifacts" in client.get_experiment(parent.info.experiment_id).artifact_location
 
 
+def test_the_experiment_is_a_model_training_one_and_datasets_are_run_inputs(store, tmp_path):
+    """MLflow 3's UI opens an experiment by its kind (runs, not GenAI traces); the runs list's
+    Dataset column shows the run inputs, digest = the manifest's fingerprint."""
+    from dgqa_ray.tracking import DIGEST_LENGTH, EXPERIMENT_KIND
+
+    cfg = _cfg(store, "pipeline-kind")
+    fingerprint = "0123456789abcdef" * 4
+    with Tracker(cfg) as tracker, tracker.nested("regressor") as run:
+        run.log_dataset(
+            name="embedded_source",
+            fingerprint=fingerprint,
+            uri="s3://bucket/storage/embedded_source",
+            rows=125,
+            context="training",
+            version="v1",
+        )
+    client = _client(tracker.tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment_name)
+    assert experiment.tags["mlflow.experimentKind"] == EXPERIMENT_KIND
+    (entry,) = client.get_run(run.run_id).inputs.dataset_inputs
+    assert entry.dataset.name == "embedded_source"
+    assert entry.dataset.digest == fingerprint[:DIGEST_LENGTH]
+    assert entry.dataset.source_type == "s3"
+    assert '"num_rows": 125' in entry.dataset.profile and fingerprint in entry.dataset.profile
+    assert [(t.key, t.value) for t in entry.tags] == [("mlflow.data.context", "training")]
+    # An experiment made before (without a kind) gets one; one with a kind keeps it.
+    client.create_experiment("older")
+    client.create_experiment("genai", tags={"mlflow.experimentKind": "genai_development"})
+    for name, kind in (("older", EXPERIMENT_KIND), ("genai", "genai_development")):
+        with Tracker(_cfg(store, "again", f"tracking.experiment_name={name}")):
+            pass
+        assert client.get_experiment_by_name(name).tags["mlflow.experimentKind"] == kind
+
+
 def test_a_failing_stage_marks_its_run_and_the_parent_failed(store):
     with pytest.raises(RuntimeError, match="boom"):
         with Tracker(_cfg(store, "pipeline-2")) as tracker:
