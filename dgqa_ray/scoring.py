@@ -127,19 +127,19 @@ def _load_mlflow_model(uri: str, cfg: PipelineConfig) -> ScoringModel:
     import mlflow.pytorch
 
     from dgqa_ray.inference import network_state
-    from dgqa_ray.tracking import resolve_tracking_uri
+    from dgqa_ray.tracking import fluent_tracking_uri, redact, resolve_tracking_uri
 
-    mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking.tracking_uri))
-    try:
-        info = mlflow.models.get_model_info(uri)
-    except Exception as e:  # noqa: BLE001 - MLflow raises many types for a bad URI
-        raise ScoringError(
-            f"--model: couldn't open the MLflow model {uri!r} in the store "
-            f"{cfg.tracking.tracking_uri}: {str(e).splitlines()[0]}"
-        ) from e
-    record = dict(info.metadata or {})
-    _require_regressor(record.get("task"), uri)
-    module = mlflow.pytorch.load_model(uri, map_location="cpu")
+    with fluent_tracking_uri(resolve_tracking_uri(cfg.tracking.tracking_uri)):
+        try:
+            info = mlflow.models.get_model_info(uri)
+        except Exception as e:  # noqa: BLE001 - MLflow raises many types for a bad URI
+            raise ScoringError(
+                f"--model: couldn't open the MLflow model {uri!r} in the store "
+                f"{redact('uri', cfg.tracking.tracking_uri)}: {str(e).splitlines()[0]}"
+            ) from e
+        record = dict(info.metadata or {})
+        _require_regressor(record.get("task"), uri)
+        module = mlflow.pytorch.load_model(uri, map_location="cpu")
     crop = int(record.get("crop_size") or cfg.data.crop_size)
     return ScoringModel(
         network_state(module), _model_cfg(cfg, record.get("backbone")), crop, uri, "mlflow", record

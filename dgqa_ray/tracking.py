@@ -383,6 +383,22 @@ class TrackedRun:
         self._call("end run", "set_terminated", self.run_id, status)
 
 
+@contextlib.contextmanager
+def fluent_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (``mlflow.pytorch.log_model``, ``load_model`` of a ``runs:/`` URI)
+    pointed at ``uri`` for the block only. ``mlflow.set_tracking_uri`` also writes
+    ``MLFLOW_TRACKING_URI`` into this process's environment, which every process started
+    later (a job, a Ray worker) would inherit as its store: the previous value is put back."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)  # None unsets the variable
+
+
 def _log_pytorch_model(
     tracking_uri: str,
     run_id: str,
@@ -405,10 +421,9 @@ def _log_pytorch_model(
     with torch.no_grad():
         output = module(torch.from_numpy(np.ascontiguousarray(example))).float().numpy()
     signature = infer_signature(example, output)
-    mlflow.set_tracking_uri(tracking_uri)
     requirements = [f"torch=={torch.__version__.split('+')[0]}"]
     requirements.append(f"torchvision=={torchvision.__version__.split('+')[0]}")
-    with mlflow.start_run(run_id=run_id):
+    with fluent_tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id):
         mlflow.pytorch.log_model(
             module,
             name=MODEL_ARTIFACT,
@@ -692,6 +707,7 @@ __all__ = [
     "Tracker",
     "experiment_url",
     "flatten",
+    "fluent_tracking_uri",
     "looks_secret",
     "mlflow_ui_command",
     "redact",

@@ -118,9 +118,13 @@ def test_a_checkpoint_brings_its_own_backbone_and_crop(tmp_path):
         load_scoring_model(uri, cfg)
 
 
-def test_mlflow_models_are_loaded_to_the_weights_that_were_logged(tmp_path):
+def test_mlflow_models_are_loaded_to_the_weights_that_were_logged(tmp_path, monkeypatch):
     """A model logged the pipeline's way comes back, by run and by registry, as the same
-    weights, with its backbone and crop from its metadata."""
+    weights, with its backbone and crop from its metadata; neither call leaves its store in
+    the environment (``MLFLOW_TRACKING_URI``), where every later job would inherit it."""
+    import os
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     from dgqa_ray.inference import preprocessed_model
     from dgqa_ray.models import create_regressor
     from dgqa_ray.tracking import Tracker
@@ -142,6 +146,7 @@ def test_mlflow_models_are_loaded_to_the_weights_that_were_logged(tmp_path):
             preprocessed_model(network), example=example, metadata=metadata, registered_name="m"
         )
     assert uri == f"runs:/{run.run_id}/model" and is_mlflow_uri(uri)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
     other = load_config("demo", [f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"])
     for name in (uri, "models:/m/1"):
         model = load_scoring_model(name, other)
@@ -150,6 +155,7 @@ def test_mlflow_models_are_loaded_to_the_weights_that_were_logged(tmp_path):
         expected = network.state_dict()
         assert set(model.state) == set(expected), name
         assert all(torch.equal(model.state[k], expected[k]) for k in expected), name
+    assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
 def test_unreadable_images_are_skipped_and_listed_below_the_share_and_fatal_above(
