@@ -150,8 +150,7 @@ def _load_checkpoint(uri: str, cfg: PipelineConfig) -> ScoringModel:
     from dgqa_ray.inference import load_model_state
     from dgqa_ray.train import PROGRESS_FILE
 
-    if not storage.is_s3(uri):
-        uri = os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
+    uri = storage.normalize(uri)
     if not storage.exists(uri):
         raise ScoringError(f"--model: nothing at {uri!r} (a checkpoint folder or MLflow URI)")
     folder = uri if not storage.is_file(uri) else storage.parent(uri)
@@ -199,8 +198,7 @@ def list_images(images: str, *, path_column: str = "path", id_column: str | None
     spec = str(images).strip()
     if not spec:
         raise ScoringError("--images: expected a folder, an s3:// prefix or a CSV/Parquet table")
-    if not storage.is_s3(spec):
-        spec = os.path.abspath(os.path.expanduser(spec.removeprefix("file://")))
+    spec = storage.normalize(spec)
     if spec.lower().endswith(TABLE_SUFFIXES):
         if not storage.is_file(spec):
             raise ScoringError(f"--images: no table at {spec!r}")
@@ -227,11 +225,11 @@ def list_images(images: str, *, path_column: str = "path", id_column: str | None
 
 
 def _read_all(paths: list[str]) -> list[tuple[bytes | None, str]]:
+    from dgqa_ray.data.ingest import read_or_error
+
     def read(path: str) -> tuple[bytes | None, str]:
-        try:
-            return storage.read_bytes(path), ""
-        except Exception as e:  # noqa: BLE001 - reported per image
-            return None, f"read failed: {type(e).__name__}: {e}"
+        data, error = read_or_error(path)
+        return data, error or ""
 
     with ThreadPoolExecutor(max_workers=min(READ_THREADS, max(1, len(paths)))) as pool:
         return list(pool.map(read, paths))
@@ -362,9 +360,7 @@ def write_table(frame: pd.DataFrame, out: str) -> str:
     atomically (a reader never sees half a file). Returns the URI written."""
     import io
 
-    uri = str(out).strip()
-    if not storage.is_s3(uri):
-        uri = os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
+    uri = storage.normalize(str(out).strip())
     suffix = "." + uri.rsplit(".", 1)[-1].lower() if "." in storage.basename(uri) else ""
     if suffix == ".csv":
         data = frame.to_csv(index=False).encode()

@@ -160,7 +160,9 @@ def verify_image(data: bytes, max_megapixels: float = MAX_IMAGE_MEGAPIXELS) -> t
     return width, height
 
 
-def _read(path: str) -> tuple[bytes | None, str | None]:
+def read_or_error(path: str) -> tuple[bytes | None, str | None]:
+    """``(bytes, None)``, or ``(None, why)`` when the file cannot be read (reported per image:
+    the caller decides on the share of failures)."""
     try:
         return storage.read_bytes(path), None
     except Exception as e:  # reported per image, the run decides on the share of failures
@@ -210,7 +212,7 @@ def write_shard(
             for start in range(0, len(rows), chunk):
                 part = rows.iloc[start : start + chunk]
                 keep, images, sizes = [], [], []
-                for i, (data, error) in enumerate(pool.map(_read, part["path"])):
+                for i, (data, error) in enumerate(pool.map(read_or_error, part["path"])):
                     if data is not None:
                         try:
                             sizes.append(verify_image(data, max_megapixels))
@@ -262,7 +264,7 @@ def _bad_images_now_readable(report_uri: str, max_megapixels: float) -> int:
         return 0
     fixed = 0
     for path in report.get("path", pd.Series(dtype=str)).dropna():
-        data, error = _read(path)
+        data, error = read_or_error(path)
         if data is None:
             continue
         try:
