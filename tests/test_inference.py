@@ -216,3 +216,12 @@ def test_regressor_scores_through_the_same_actor_pool_equal_plain_torch(target_d
     # A classifier's weights are not a regressor: refused before any actor starts.
     with pytest.raises(ValueError, match="does not fit a resnet18 quality regressor"):
         predict_quality(_classifier().state_dict(), TINY, target_ds, crop=32)
+
+
+def test_benchmark_break_even_is_where_the_pool_reaches_the_ratio():
+    from dgqa_ray.benchmarks.inference import break_even
+
+    n = break_even(startup=6.0, running=12.0, plain=14.0)
+    # At n images: start + n / running seconds against n / plain seconds for the plain loop.
+    assert (n / 14.0) / (6.0 + n / 12.0) == pytest.approx(0.8)
+    assert break_even(startup=6.0, running=10.0, plain=14.0) == float("inf")  # 10 < 0.8 x 14
