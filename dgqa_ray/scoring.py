@@ -355,21 +355,28 @@ def score_images(
     return ScoringResult(scores, bad, len(images), seconds)
 
 
+def table_format(out: str) -> str:
+    """``"csv"`` or ``"parquet"``, by the suffix of ``out`` (a scores table's path; any of
+    ``TABLE_SUFFIXES``, any case); ``ScoringError`` for another one. ``jobs/score.py`` checks
+    ``--out`` with it before any work, ``write_table`` picks the format with it."""
+    name = str(out).strip().lower()
+    if name.endswith(TABLE_SUFFIXES):
+        return "csv" if name.endswith(".csv") else "parquet"
+    raise ScoringError(f"--out: {out!r} must end in .csv, .parquet or .pq")
+
+
 def write_table(frame: pd.DataFrame, out: str) -> str:
     """``frame`` as CSV or Parquet (by ``out``'s suffix), local or ``s3://``, written
     atomically (a reader never sees half a file). Returns the URI written."""
     import io
 
     uri = storage.normalize(str(out).strip())
-    suffix = "." + uri.rsplit(".", 1)[-1].lower() if "." in storage.basename(uri) else ""
-    if suffix == ".csv":
+    if table_format(out) == "csv":
         data = frame.to_csv(index=False).encode()
-    elif suffix in (".parquet", ".pq"):
+    else:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         data = buffer.getvalue()
-    else:
-        raise ScoringError(f"--out: {out!r} must end in .csv, .parquet or .pq")
     storage.write_bytes_atomic(uri, data)
     return uri
 
@@ -391,6 +398,7 @@ __all__ = [
     "load_scoring_model",
     "scoring_config",
     "score_images",
+    "table_format",
     "unreadable_uri",
     "write_table",
 ]

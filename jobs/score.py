@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         load_scoring_model,
         score_images,
         scoring_config,
+        table_format,
         unreadable_uri,
         write_table,
     )
@@ -89,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserInputError(
                 f"--max-bad-fraction: expected a number in [0, 1), got {args.max_bad_fraction}"
             )
-        if not args.out.lower().endswith((".csv", ".parquet", ".pq")):
-            raise UserInputError(f"--out: {args.out!r} must end in .csv, .parquet or .pq")
+        table_format(args.out)  # a bad suffix fails here, not after the scoring
         # Everything that can be checked without Ray, first: the model and the listing.
         model = load_scoring_model(args.model, cfg)
         print(f"model: {model.describe()}")
