@@ -140,27 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         return training_main(rest)
     if rest:
         get_args_parser().error(f"unrecognized arguments: {' '.join(rest)}")
-    import csv
-    from pathlib import Path
+    from dgqa_ray.benchmarks.data import run_data_benchmark, write_rows_csv
 
-    from dgqa_ray.benchmarks.data import rows_as_dicts, run_data_benchmark
-
-    rows = rows_as_dicts(
-        run_data_benchmark(
-            args.images,
-            crop=args.crop,
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            num_cpus=args.num_cpus,
-        )
+    rows = run_data_benchmark(
+        args.images,
+        crop=args.crop,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        num_cpus=args.num_cpus,
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out}")
+    print(f"wrote {write_rows_csv(rows, args.out)}")
     return 0
 
 

@@ -500,6 +500,7 @@ CASES: list[Case] = [
     _case("benchmark", ["ablation", "--rows", "demo,nope"], 2, "unknown rows ['nope']"),
     _case("benchmark", ["ablation", "--set", "train.lr=fast"], 2, "train.lr"),
     _case("benchmark", ["distortions", "--types", "99"], 2, "--types"),
+    _case("benchmark", ["inference", "--images", "8"], 2, "--images: expected more than 8"),
 ]
 
 

@@ -26,12 +26,14 @@ Entry point: :func:`run_data_benchmark` (``jobs/benchmark.py data`` calls it).
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -469,6 +471,13 @@ def format_table(rows: list[BenchRow], machine: str = "") -> str:
     return "\n".join(lines)
 
 
-def rows_as_dicts(rows: list[BenchRow]) -> list[dict]:
-    """For CSV writers (jobs/benchmark.py)."""
-    return [asdict(r) for r in rows]
+def write_rows_csv(rows: list, path: str | os.PathLike) -> Path:
+    """A benchmark's result rows (dataclasses, one kind) as a CSV table at ``path``, its folder
+    made when missing; every benchmark writes its table this way."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0])))
+        writer.writeheader()
+        writer.writerows(asdict(row) for row in rows)
+    return out

@@ -11,9 +11,8 @@ reference generator is compared with (about 4.8 s for 115 of them under Octave o
 
 from __future__ import annotations
 
-import csv
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -110,13 +109,9 @@ def run_distortion_benchmark(
             log(line + (f" {cuda:>11.1f}" if cuda is not None else ""))
         _summarise([r for r in rows if r.size == f"{width}x{height}"], log)
     if out_csv is not None:
-        out_csv = Path(out_csv)
-        out_csv.parent.mkdir(parents=True, exist_ok=True)
-        with out_csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0])))
-            writer.writeheader()
-            writer.writerows(asdict(r) for r in rows)
-        log(f"wrote {out_csv}")
+        from dgqa_ray.benchmarks.data import write_rows_csv
+
+        log(f"wrote {write_rows_csv(rows, out_csv)}")
     return rows
 
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgqa_ray.benchmarks.data import describe_machine, make_jpegs
+from dgqa_ray.benchmarks.data import describe_machine, make_jpegs, write_rows_csv
 
 POOL = "actor pool (predict_quality)"
 POOL_RUNNING = "actor pool, past its start"
@@ -125,6 +125,11 @@ def run(
     from dgqa_ray.inference import predict_quality
     from dgqa_ray.models import numeric_format, prepare_for_device
 
+    if images <= STARTUP_IMAGES:
+        raise ValueError(
+            f"images: expected more than {STARTUP_IMAGES} (the running rate is what a call "
+            f"over them costs beyond a {STARTUP_IMAGES}-image call), got {images}"
+        )
     cores = os.cpu_count() or 1
     gpu = torch.cuda.is_available()
     device = torch.device("cuda" if gpu else "cpu")
@@ -152,7 +157,7 @@ def run(
     )
     # Warm-ups, not timed: oneDNN picks kernels, Ray starts its workers.
     _plain(model, device, data[:4], ids[:4], crop, num_crops, batch_size, amp, channels_last)
-    small = min(images, STARTUP_IMAGES)
+    small = STARTUP_IMAGES
 
     def pooled_call(count: int) -> tuple[pd.DataFrame, float]:
         started = time.perf_counter()
@@ -214,15 +219,20 @@ def run(
     startup = float(np.median(startups))
     running = float(np.median(rates[POOL_RUNNING]))
     plain_rate = float(np.median(baseline))
-    print(
-        f"\nactor pool: {startup:.1f} s fixed start per call (from a {small}-image call), then "
-        f"{running:.1f} img/s; end to end it reaches 0.8x of the plain loop from "
-        + (
-            f"about {break_even(startup, running, plain_rate):,.0f} images per call"
-            if running > 0.8 * plain_rate
-            else "no call size (its running rate is below 0.8x)"
+    if not np.isfinite(running):
+        print(
+            f"\nactor pool: no running rate (the full calls took no longer than {small}-image ones)"
         )
-    )
+    else:
+        print(
+            f"\nactor pool: {startup:.1f} s fixed start per call (from a {small}-image call), "
+            f"then {running:.1f} img/s; end to end it reaches 0.8x of the plain loop from "
+            + (
+                f"about {break_even(startup, running, plain_rate):,.0f} images per call"
+                if running > 0.8 * plain_rate
+                else "no call size (its running rate is below 0.8x)"
+            )
+        )
     print(
         f"largest difference between the actor pool's and the plain loop's scores: "
         f"{largest_difference:.2e} (same weights, same crops)"
@@ -251,16 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("images", "crop", "crops", "batch_size", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}: expected a positive integer")
+    if args.images <= STARTUP_IMAGES:
+        parser.error(
+            f"--images: expected more than {STARTUP_IMAGES} (the running rate is measured "
+            f"against a {STARTUP_IMAGES}-image call)"
+        )
     table = run(args.images, args.crop, args.crops, args.batch_size, args.rounds, args.backbone)
-    import csv
-    from dataclasses import asdict
-    from pathlib import Path
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(asdict(table[0])))
-        writer.writeheader()
-        writer.writerows(asdict(row) for row in table)
-    print(f"wrote {out}")
+    print(f"wrote {write_rows_csv(table, args.out)}")
     return 0

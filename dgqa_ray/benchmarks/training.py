@@ -33,18 +33,17 @@ Entry points: :func:`run_training_benchmark`; :func:`main` (``jobs/benchmark.py 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from dgqa_ray.benchmarks.data import IMAGE_SIZE, describe_machine, make_jpegs
+from dgqa_ray.benchmarks.data import IMAGE_SIZE, describe_machine, make_jpegs, write_rows_csv
 
 UNIQUE_JPEGS = 1024
 """Distinct photos generated; more images are byte copies of these (decoding costs the same,
@@ -584,10 +583,5 @@ def main(argv: list[str] | None = None) -> int:
         storage_uri=args.storage,
     )
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-            writer.writeheader()
-            writer.writerows(asdict(r) for r in rows)
-        print(f"table: {args.out}")
+        print(f"table: {write_rows_csv(rows, args.out)}")
     return 0
