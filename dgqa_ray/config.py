@@ -6,7 +6,7 @@ Defaults follow the paper (ResNet-50, 224 crops, Adam lr 2e-5, weight decay 5e-4
 
     from dgqa_ray.config import load_config, save_config
     cfg = load_config("demo", ["train.epochs=3", "selection.rule=topk_vote"])
-    cfg = load_config("jobs/configs/paper.yaml", ["data.target_dataset=koniq10k"])
+    cfg = load_config("paper", ["data.target_dataset=koniq10k"])
     save_config(cfg, "dgqa_output/demo/config.yaml")        # the resolved config, as YAML
 
 From a job: ``python jobs/full_pipeline.py --config paper --set train.epochs=3``.
@@ -146,7 +146,7 @@ class DataConfig:
     samples grouped by type and level) instead of CPU tasks."""
     shard_mb: int = 256
     """Target Parquet shard size in MB: hundreds of MB, since object stores and Ray Data are
-    slow with many small objects (DESIGN.md section 3)."""
+    slow with many small objects (docs/design.md section 1)."""
     max_bad_fraction: float = 0.01
     """Share of corrupt or unreadable images tolerated (each counted, skipped and reported)
     before ingestion stops with an error."""
@@ -261,7 +261,7 @@ class ModelConfig:
     """Classifier outputs: 25 = the KADID types (paper 3.3, class i-1 = type i); 26 = the
     authors' code (class 0 = pristine, class i = type i)."""
     channels_last: bool = True
-    """NHWC memory layout: faster convolutions with tensor cores (DESIGN.md section 7)."""
+    """NHWC memory layout: faster convolutions with tensor cores (docs/design.md section 2)."""
     amp: str = "bf16"
     """Autocast dtype on GPU (bf16 needs no loss scaling). ``none`` turns it off. On CPU see
     ``cpu_bf16``."""
@@ -569,7 +569,7 @@ class PipelineConfig:
     same name resumes from its checkpoints and reuses finished stages."""
     storage: str = "dgqa_output/storage"
     """Local path or ``s3://bucket/prefix``: datasets, checkpoints, selection tables and
-    reports go under it (DESIGN.md section 3)."""
+    reports go under it (docs/design.md section 1)."""
     output_dir: str = "dgqa_output"
     """Local folder for what the driver prints and plots (copies of reports, charts)."""
     classifier_run: str = ""
@@ -669,12 +669,13 @@ SECTIONS: dict[str, type] = {
 # --------------------------------------------------------------------------------------------
 
 
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
+"""The shipped presets (``demo.yaml``, ``paper.yaml``): package data, so every install has them."""
+
+
 def preset_dirs() -> list[Path]:
-    """Folders searched for presets: ``./jobs/configs`` (a Ray job's working dir), then the
-    source checkout's ``jobs/configs``."""
-    here = Path(__file__).resolve().parents[1] / "jobs" / "configs"
-    cwd = Path.cwd() / "jobs" / "configs"
-    return [cwd] if cwd.resolve() == here else [cwd, here]
+    """Folders searched for presets: the package's own ``dgqa_ray/configs``."""
+    return [PRESET_DIR]
 
 
 def list_presets() -> list[str]:
@@ -720,7 +721,7 @@ def load_config(source: str | Path | None = None, overrides: Sequence[str] = ())
 
     Args:
         source: a YAML file path, or a preset name (``demo``, ``paper``) looked up in
-            ``jobs/configs/``. None: the dataclass defaults (the paper's settings).
+            ``dgqa_ray/configs/``. None: the dataclass defaults (the paper's settings).
         overrides: ``section.field=value`` strings (``train.epochs=3``, ``run_name=try2``,
             ``selection.tau=null``, ``data.embedded_target_types=1,3,9``), applied in order.
 
@@ -807,14 +808,9 @@ def save_config(cfg: PipelineConfig, path: str | Path) -> str:
         cfg.to_dict(), sort_keys=False
     )
     target = str(path)
-    if target.startswith("s3://"):
-        from dgqa_ray.data import storage  # lazy: the config layer needs no object store
+    from dgqa_ray import storage  # lazy: loading a config reads no object store
 
-        storage.write_text_atomic(target, text)
-    else:
-        local = Path(target.removeprefix("file://"))
-        local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_text(text)
+    storage.write_text_atomic(target, text)
     return target
 
 

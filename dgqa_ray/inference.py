@@ -76,7 +76,7 @@ def _load_bytes(raw: bytes, source: str) -> dict[str, torch.Tensor]:
 
 
 def _weights_file_in(folder_uri: str) -> str:
-    from dgqa_ray.data import storage
+    from dgqa_ray import storage
 
     preferred = storage.join(folder_uri, STATE_FILE)
     if storage.is_file(preferred):
@@ -107,7 +107,7 @@ def load_model_state(checkpoint: Any) -> dict[str, torch.Tensor]:
     Returns:
         The model's state dict on the CPU (a DDP ``module.`` prefix removed).
     """
-    from dgqa_ray.data import storage
+    from dgqa_ray import storage
 
     if isinstance(checkpoint, Mapping):
         return _state_dict_from(checkpoint, "the given mapping")

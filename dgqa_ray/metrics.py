@@ -1,4 +1,4 @@
-"""Correlation criteria of IQA: SRCC, PLCC and KRCC, as plain NumPy functions.
+"""Correlation criteria of IQA: SRCC, PLCC and KRCC, thin wrappers over ``scipy.stats``.
 
 - ``srcc``: Spearman's rank correlation (prediction monotonicity), ties get average ranks.
 - ``plcc``: Pearson's linear correlation (prediction accuracy). By default on the raw
@@ -12,7 +12,8 @@ All three take two 1-D sequences of equal length (>= 2 finite values each) and r
 they return ``nan`` and emit a ``ConstantInputWarning`` (as SciPy does), so a collapsed model
 shows up as nan in a report instead of stopping a pipeline.
 
-The tests check these against ``scipy.stats`` on the same arrays.
+What the wrappers add to ``spearmanr``/``pearsonr``/``kendalltau``: the input checks above
+(SciPy silently propagates NaN), one warning class for constant inputs, and plain floats.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy import stats
 
 LOGISTIC_FITS = ("logistic4", "logistic5")
 
@@ -66,26 +68,8 @@ def _constant(x: np.ndarray, y: np.ndarray, what: str) -> bool:
     return False
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    xc = x - x.mean()
-    yc = y - y.mean()
-    r = float(np.dot(xc, yc) / np.sqrt(np.dot(xc, xc) * np.dot(yc, yc)))
-    return max(-1.0, min(1.0, r))  # rounding can step past +-1
-
-
-def rankdata(a: np.ndarray) -> np.ndarray:
-    """Ranks 1..N of a 1-D array, ties sharing their average rank (``method="average"``)."""
-    order = np.argsort(a, kind="mergesort")
-    sorted_a = a[order]
-    # Start index of each run of equal values, and the run each sorted item belongs to.
-    new_run = np.concatenate(([True], sorted_a[1:] != sorted_a[:-1]))
-    run_id = np.cumsum(new_run) - 1
-    starts = np.flatnonzero(new_run)
-    ends = np.concatenate((starts[1:], [a.size]))
-    avg_rank = (starts + ends + 1) / 2.0  # mean of 1-based ranks start+1..end
-    ranks = np.empty(a.size, dtype=np.float64)
-    ranks[order] = avg_rank[run_id]
-    return ranks
+def _clip(r: float) -> float:
+    return max(-1.0, min(1.0, float(r)))  # rounding can step past +-1
 
 
 def srcc(pred, target) -> float:
@@ -93,7 +77,7 @@ def srcc(pred, target) -> float:
     x, y = _check_pair(pred, target)
     if _constant(x, y, "srcc"):
         return float("nan")
-    return _pearson(rankdata(x), rankdata(y))
+    return _clip(stats.spearmanr(x, y).statistic)
 
 
 def plcc(pred, target, fit: str | None = None) -> float:
@@ -117,7 +101,7 @@ def plcc(pred, target, fit: str | None = None) -> float:
                 "plcc: the logistic fit is flat; returning nan", ConstantInputWarning, stacklevel=2
             )
             return float("nan")
-    return _pearson(x, y)
+    return _clip(stats.pearsonr(x, y).statistic)
 
 
 def _logistic4(x, b1, b2, b3, b4):
@@ -132,7 +116,7 @@ def _logistic5(x, b1, b2, b3, b4, b5):
 
 def logistic_fit(pred, target, kind: str = "logistic5") -> np.ndarray:
     """``pred`` mapped through the 4/5-parameter logistic least-squares fitted to ``target``."""
-    from scipy.optimize import curve_fit  # optional step: import only when used
+    from scipy.optimize import curve_fit
 
     x, y = _check_pair(pred, target)
     if kind == "logistic4":
@@ -159,58 +143,11 @@ def logistic_fit(pred, target, kind: str = "logistic5") -> np.ndarray:
 
 
 def krcc(pred, target) -> float:
-    """Kendall's tau-b: (concordant - discordant) / sqrt((n0 - ties_x) (n0 - ties_y)).
-
-    Knight's O(N log^2 N) method: with the pairs sorted by (pred, target), the discordant pairs
-    are the inversions of the target sequence, counted by a vectorised bottom-up merge sort.
-    """
+    """Kendall's tau-b (``scipy.stats.kendalltau``'s default, tie-corrected)."""
     x, y = _check_pair(pred, target)
     if _constant(x, y, "krcc"):
         return float("nan")
-    n = x.size
-    order = np.lexsort((y, x))  # by x, ties by y: tied-x pairs are never inversions
-    _, y_rank = np.unique(y, return_inverse=True)
-    discordant = _count_inversions(y_rank[order].astype(np.int64))
-    n0 = n * (n - 1) // 2
-    ties_x = _tied_pairs(x)
-    ties_y = _tied_pairs(y)
-    xs, ys = x[order], y[order]
-    joint_run_start = np.concatenate(([True], (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1])))
-    joint_counts = np.diff(np.append(np.flatnonzero(joint_run_start), n))
-    ties_xy = int(np.sum(joint_counts * (joint_counts - 1) // 2))
-    # n0 - ties_x - ties_y + ties_xy = concordant + discordant (pairs tied in neither).
-    concordant_minus_discordant = n0 - ties_x - ties_y + ties_xy - 2 * discordant
-    tau = concordant_minus_discordant / np.sqrt(float(n0 - ties_x) * float(n0 - ties_y))
-    return float(max(-1.0, min(1.0, tau)))
-
-
-def _count_inversions(ranks: np.ndarray) -> int:
-    """Pairs i < j with ranks[i] > ranks[j], for integer ranks in 0..m-1."""
-    n = ranks.size
-    m = int(ranks.max()) + 1
-    a = ranks.copy()
-    idx = np.arange(n)
-    inversions = 0
-    width = 1
-    while width < n:
-        # Runs of `width` are sorted; merge run pairs (left, right) inside blocks of 2*width.
-        block = idx // (2 * width)
-        is_left = idx % (2 * width) < width
-        keys = block * m + a  # block-major keys: globally sorted within each side
-        left_keys, right_keys = keys[is_left], keys[~is_left]
-        right_block = block[~is_left]
-        # For each right item: left items of its block with a larger rank.
-        left_end = np.searchsorted(left_keys, (right_block + 1) * m, side="left")
-        not_larger = np.searchsorted(left_keys, right_keys, side="right")
-        inversions += int(np.sum(left_end - not_larger))
-        a = np.sort(keys) % m  # merged runs of 2*width
-        width *= 2
-    return inversions
-
-
-def _tied_pairs(a: np.ndarray) -> int:
-    _, counts = np.unique(a, return_counts=True)
-    return int(np.sum(counts * (counts - 1) // 2))
+    return _clip(stats.kendalltau(x, y).statistic)
 
 
 def correlations(pred, target) -> dict[str, float]:

@@ -9,7 +9,7 @@ dict that ``ModelConfig.pretrained`` names, if any (``load_pretrained``).
 
 Images stay uint8 until they are on the device; ``normalize_uint8`` turns them into ImageNet-
 normalised floats there, which moves 4x fewer bytes than shipping float32 from the data
-workers (DESIGN.md section 7).
+workers (docs/design.md section 2).
 """
 
 from __future__ import annotations
@@ -149,10 +149,10 @@ class LoadReport:
 def _read_state_bytes(source: str) -> bytes:
     if source.startswith("s3://"):
         try:
-            from dgqa_ray.data import storage  # lazy: only s3:// sources need the data layer
+            from dgqa_ray import storage  # lazy: only s3:// sources need the data layer
         except ImportError as e:
             raise RuntimeError(
-                f"pretrained: reading {source!r} needs dgqa_ray.data.storage, which failed to "
+                f"pretrained: reading {source!r} needs dgqa_ray.storage, which failed to "
                 f"import: {e}"
             ) from e
         return storage.read_bytes(source)

@@ -19,14 +19,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dgqa_ray import storage
 from dgqa_ray.config import PipelineConfig, save_config
-from dgqa_ray.data import storage
 
 EMBEDDED = "embedded"
 ROLES = ("classifier", "source", "target")
@@ -65,10 +64,6 @@ class PipelineResult:
 
 def _say(log: Callable[[str], None], text: str) -> None:
     log(f"[pipeline] {text}")
-
-
-def _reference_dir() -> Path:
-    return Path(str(resources.files("dgqa_ray").joinpath("reference")))
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -693,7 +688,7 @@ def run_pipeline(
         # 5. report
         per_split = pd.DataFrame(rows)
         target_key = reports.target_key(cfg.data.target_dataset, cfg.data.target_subset)
-        paper = reports.paper_numbers_from_dir(_reference_dir(), target_key)
+        paper = reports.paper_numbers_from_dir(reports.reference_dir(), target_key)
         results = reports.results_table(per_split, paper=paper)
         per_split.to_csv(run_dir / "per_split.csv", index=False)
         epochs = pd.DataFrame(histories)
@@ -1041,7 +1036,9 @@ def _write_report(
             "",
         ]
     lines += [
-        reports.selections_across_targets(cfg.output_dir, _reference_dir(), truth=target_types),
+        reports.selections_across_targets(
+            cfg.output_dir, reports.reference_dir(), truth=target_types
+        ),
         "",
     ]
     lines += ["## Timings", ""]

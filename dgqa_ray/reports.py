@@ -3,7 +3,7 @@
 The paper's protocol (4.1): one regressor per source split, five splits, the *median* target
 SRCC/PLCC reported. ``summarize_splits`` turns per-split rows into that table (min and max kept
 next to the median: five numbers say little about spread, but more than one); ``paper_numbers``
-reads the paper's published tables (``shared/reference/paper_table*.csv``) so that a report can
+reads the paper's published tables (``dgqa_ray/reference/paper_table*.csv``, package data) so that a report can
 print ours next to theirs where the target matches.
 
 Usage::
@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from dgqa_ray import storage
 
 VARIANTS = ("baseline", "dgqa")
 """Our two trainings: ``baseline`` on all 25 source types, ``dgqa`` on the selected ones."""
@@ -360,8 +362,8 @@ def write_results(
     base = str(out_dir).rstrip("/")
     paths = {"csv": f"{base}/{name}.csv", "markdown": f"{base}/{name}.md"}
     heading = f"# {title}\n\n" if title else ""
-    write_bytes(paths["csv"], table.to_csv(index=False).encode())
-    write_bytes(paths["markdown"], (heading + markdown_table(table)).encode())
+    storage.write_bytes_atomic(paths["csv"], table.to_csv(index=False).encode())
+    storage.write_bytes_atomic(paths["markdown"], (heading + markdown_table(table)).encode())
     return paths
 
 
@@ -394,25 +396,20 @@ def save_figure(fig, uri: str | Path, dpi: int = 110) -> str:
     """Save a Figure as PNG to a local path or ``s3://`` URI; returns it."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    write_bytes(str(uri), buffer.getvalue())
+    storage.write_bytes_atomic(str(uri), buffer.getvalue())
     return str(uri)
-
-
-def write_bytes(uri: str, data: bytes) -> None:
-    """Write ``data`` to a local path (parents created) or an ``s3://`` URI (atomically)."""
-    if uri.startswith("s3://"):
-        from dgqa_ray.data import storage  # lazy: local runs need no object store
-
-        storage.write_bytes_atomic(uri, data)
-    else:
-        path = Path(uri.removeprefix("file://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
 
 
 # --------------------------------------------------------------------------------------------
 # Selections across targets (the form of the paper's Table 2)
 # --------------------------------------------------------------------------------------------
+
+
+def reference_dir() -> Path:
+    """The folder of the paper's tables that ship with the package (``dgqa_ray/reference``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("dgqa_ray").joinpath("reference")))
 
 
 def paper_selections(path: str | Path) -> dict[str, list[int]]:

@@ -42,8 +42,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from dgqa_ray import storage
 from dgqa_ray.config import PipelineConfig
-from dgqa_ray.data import storage
 from dgqa_ray.data.adapters.base import IMAGE_SUFFIXES, ImageListing
 
 MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")

@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dgqa_ray import storage
 from dgqa_ray.config import NUM_KADID_TYPES, SELECTION_RULES, SelectionConfig
-from dgqa_ray.reports import write_bytes
 
 TABLE_COLUMNS = (
     "dist_type",
@@ -450,9 +450,13 @@ def write_selection(
         "selection": f"{base}/{SELECTION_FILE}",
         "chart": f"{base}/{CHART_FILE}",
     }
-    write_bytes(paths["table"], selection_table(result, table).to_csv(index=False).encode())
-    write_bytes(paths["selection"], (json.dumps(result.to_dict(), indent=2) + "\n").encode())
+    storage.write_bytes_atomic(
+        paths["table"], selection_table(result, table).to_csv(index=False).encode()
+    )
+    storage.write_bytes_atomic(
+        paths["selection"], (json.dumps(result.to_dict(), indent=2) + "\n").encode()
+    )
     buffer = io.BytesIO()
     plot_similarity(result, table, title).savefig(buffer, format="png", dpi=110)
-    write_bytes(paths["chart"], buffer.getvalue())
+    storage.write_bytes_atomic(paths["chart"], buffer.getvalue())
     return paths

@@ -13,7 +13,7 @@ runs :func:`train_loop_per_worker`, the same loop for both::
     result.best_checkpoint, result.history[-1]["val_srcc"]
     model, progress = load_trained_model(result.best_checkpoint, cfg)
 
-What a run does (DESIGN.md sections 7 and 8):
+What a run does (docs/design.md sections 2 and 3):
 
 - **Workers.** ``ScalingConfig(num_workers, use_gpu)`` from ``cfg.train``; each worker reserves
   ``cpus_per_worker`` CPUs and, on CPU, runs torch with that many threads (Ray Train workers
@@ -60,8 +60,8 @@ from typing import TYPE_CHECKING, Any
 
 import ray.train
 
+from dgqa_ray import storage
 from dgqa_ray.config import NUM_KADID_TYPES, PipelineConfig
-from dgqa_ray.data import storage
 
 if TYPE_CHECKING:
     import pandas as pd

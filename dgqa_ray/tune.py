@@ -45,8 +45,8 @@ import numpy as np
 import pandas as pd
 from ray import tune
 
+from dgqa_ray import storage
 from dgqa_ray.config import NUM_KADID_TYPES, PipelineConfig, save_config
-from dgqa_ray.data import storage
 from dgqa_ray.pipeline import (
     RoleData,
     check_data_roots,
@@ -547,12 +547,11 @@ def _log_best(tracker, best: Mapping[str, Any], files: Mapping[str, str]) -> Non
 def _paper_section(cfg: PipelineConfig, table_names: Sequence[str]) -> list[str]:
     """The paper's numbers for this target, from the named reference tables."""
     from dgqa_ray import reports
-    from dgqa_ray.pipeline import _reference_dir
 
     target = reports.target_key(cfg.data.target_dataset, cfg.data.target_subset)
     frames = []
     for stem in table_names:
-        path = _reference_dir() / f"{stem}.csv"
+        path = reports.reference_dir() / f"{stem}.csv"
         if path.exists():
             found = reports.paper_numbers(path, target)
             if not found.empty:
@@ -567,10 +566,11 @@ def _matrix_section(
     cfg: PipelineConfig, extra: Mapping[str, Sequence[int]], truth: Sequence[int] | None = None
 ) -> list[str]:
     from dgqa_ray import reports
-    from dgqa_ray.pipeline import _reference_dir
 
     return [
-        reports.selections_across_targets(cfg.output_dir, _reference_dir(), dict(extra), truth),
+        reports.selections_across_targets(
+            cfg.output_dir, reports.reference_dir(), dict(extra), truth
+        ),
         "",
     ]
 

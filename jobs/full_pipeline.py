@@ -2,7 +2,7 @@
 
 Usage:
     python jobs/full_pipeline.py                                   # the embedded default (demo preset)
-    python jobs/full_pipeline.py --config jobs/configs/paper.yaml --set data.target_dataset=koniq10k
+    python jobs/full_pipeline.py --config paper --set data.target_dataset=koniq10k
     python jobs/full_pipeline.py --set eval.n_splits=2 --set train.epochs=2 --redo selection
     ray job submit --working-dir . -- python jobs/full_pipeline.py --base-dir "$PWD"   (RAY_AUTH_MODE=token)
 

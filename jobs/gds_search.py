@@ -11,8 +11,8 @@ selection, not a method for an unlabeled target.
 Usage:
     python jobs/gds_search.py --set search.gds_max_rounds=3 --set search.gds_candidates=[1,3,9,17,18,25]
     python jobs/gds_search.py --set search.gds_start=dgds --set search.early_stop=true
-    python jobs/gds_search.py --config jobs/configs/paper.yaml --name livec-gds
-    ray job submit --working-dir . -- python jobs/gds_search.py --config jobs/configs/demo.yaml
+    python jobs/gds_search.py --config paper --name livec-gds
+    ray job submit --working-dir . -- python jobs/gds_search.py --config demo
 
 Budget: a round costs (candidates left) x search.splits regressor trainings of search.epochs
 epochs. Rerunning with the same --name resumes (finished rounds and trials are kept). Outputs:

@@ -7,8 +7,8 @@ median target SRCC/PLCC. Trials run in parallel as far as the cluster's CPUs (or
 Usage:
     python jobs/tune_tau.py                                        # demo preset, default grid
     python jobs/tune_tau.py --set search.taus=[0.02,0.03,0.04,0.05,0.06] --set search.splits=5
-    python jobs/tune_tau.py --config jobs/configs/paper.yaml --name livec-tau
-    ray job submit --working-dir . -- python jobs/tune_tau.py --config jobs/configs/demo.yaml
+    python jobs/tune_tau.py --config paper --name livec-tau
+    ray job submit --working-dir . -- python jobs/tune_tau.py --config demo
 
 The default grid is 0.5, 0.75, 1, 1.25 and 1.5 times 1/25 for ``mean_prob`` plus one
 ``topk_vote`` trial. Rerunning with the same --name resumes the sweep: finished trials are kept,

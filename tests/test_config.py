@@ -25,7 +25,7 @@ from dgqa_ray.config import (
     save_config,
 )
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "jobs" / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "dgqa_ray" / "configs"
 RECIPES = sorted(CONFIG_DIR.glob("*.yaml"))
 
 

@@ -169,7 +169,7 @@ def test_load_pretrained_errors(tmp_path):
 
 @pytest.mark.slow
 def test_load_pretrained_from_s3(s3_server):
-    from dgqa_ray.data import storage
+    from dgqa_ray import storage
 
     state = _imagenet_style_state()
     buffer = io.BytesIO()

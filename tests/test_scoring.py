@@ -80,7 +80,7 @@ def test_what_cannot_be_listed_is_refused_by_name(tmp_path):
 
 
 def test_scores_tables_are_written_whole_as_csv_or_parquet_locally_and_on_s3(tmp_path, s3_server):
-    from dgqa_ray.data import storage
+    from dgqa_ray import storage
 
     frame = pd.DataFrame(
         {"image_id": ["a", "b"], "path": ["/x/a.png", "/x/b.png"], "predicted": [1.5, 7.25]}
@@ -226,7 +226,7 @@ def check_scoring(run_dir: Path, photos_folder: Path, config_path: str, s3_serve
     """
     import io
 
-    from dgqa_ray.data import storage
+    from dgqa_ray import storage
     from tests.fixtures.datasets import upload_tree
 
     summary = json.loads((run_dir / "summary.json").read_text())

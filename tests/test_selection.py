@@ -260,7 +260,7 @@ def test_names_fall_back_to_the_packaged_csv(monkeypatch):
 
 @pytest.mark.slow
 def test_write_selection_to_s3(s3_server):
-    from dgqa_ray.data import storage
+    from dgqa_ray import storage
 
     table = similarity_by_domain(softmax(random_logits()), class_dist_types(25))
     prefix = s3_server.unique_uri("selection")

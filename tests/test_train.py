@@ -18,9 +18,8 @@ import pytest
 import torch
 from scipy import stats
 
-from dgqa_ray import train
+from dgqa_ray import storage, train
 from dgqa_ray.config import load_config
-from dgqa_ray.data import storage
 from dgqa_ray.data.ingest import ingest
 from dgqa_ray.data.pipelines import read_dataset
 from dgqa_ray.data.splits import split_by_reference

@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dgqa_ray.data import pipelines, shards, storage
+from dgqa_ray import storage
+from dgqa_ray.data import pipelines, shards
 
 IMAGE_SIZE = (512, 384)  # (W, H): KonIQ-10k's and KADID-10k's resolution
 # scikit-image's colour photos (no download needed); each image is a random rescaled crop.

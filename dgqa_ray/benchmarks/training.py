@@ -1,6 +1,6 @@
 """Training benchmark: regressor images/s through Ray Train + Ray Data vs a plain torch loop.
 
-One run, same model, batch, crop and cores (DESIGN.md section 7):
+One run, same model, batch, crop and cores (docs/design.md section 2):
 
 - *plain torch*: this process, the crops already decoded in memory (on the GPU when there is
   one), ``engine.train_one_epoch`` over shuffled batches. The ceiling: no data loading at all.
@@ -275,7 +275,7 @@ class PlainTorchLoop:
 
 
 def default_settings(device: str = "auto", cores: int | None = None) -> BenchSettings:
-    """resnet18/32/fp32 on CPU; ResNet-50/256/bf16 on CUDA (DESIGN.md section 7)."""
+    """resnet18/32/fp32 on CPU; ResNet-50/256/bf16 on CUDA (docs/design.md section 2)."""
     import torch
 
     if device == "auto":

@@ -28,23 +28,16 @@ Nothing here imports Ray or torch.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
-from .embedded import ReferenceTile, stretch
+from .embedded import DEAD_LEAVES_PREFIX as NAME_PREFIX
+from .embedded import ReferenceTile, is_dead_leaves_name, stretch
 
-NAME_PREFIX = "deadleaves"
-_NAME = re.compile(rf"^{NAME_PREFIX}_\d{{4,}}$")
 PALETTE_SIZE = 4096
 """Colours kept from the photos' pixels: plenty for variety, cheap to draw from."""
-
-
-def is_dead_leaves_name(name: str) -> bool:
-    """True for the names ``dead_leaves_references`` gives (``deadleaves_0007``)."""
-    return bool(_NAME.match(name))
 
 
 def palette_from_photos(photos: Sequence[np.ndarray], seed: int = 0) -> np.ndarray:

@@ -82,11 +82,19 @@ def stretch(image: np.ndarray) -> np.ndarray:
     return np.round(scaled).astype(np.uint8)
 
 
+DEAD_LEAVES_PREFIX = "deadleaves"
+"""Name prefix of the procedural references (``dead_leaves.dead_leaves_references``)."""
+_DEAD_LEAVES_NAME = re.compile(rf"^{DEAD_LEAVES_PREFIX}_\d{{4,}}$")
+
+
+def is_dead_leaves_name(name: str) -> bool:
+    """True for the names ``dead_leaves_references`` gives (``deadleaves_0007``)."""
+    return bool(_DEAD_LEAVES_NAME.match(name))
+
+
 def content_id(name: str) -> str:
     """Content id of an embedded reference name: the photo of a tile (``skimage_coffee_t03`` ->
     ``skimage_coffee``); a procedural image (``deadleaves_0007``) is its own content."""
-    from .dead_leaves import is_dead_leaves_name
-
     if is_dead_leaves_name(name):
         return name
     match = _TILE_NAME.match(name)

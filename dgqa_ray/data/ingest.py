@@ -43,7 +43,9 @@ import pandas as pd
 import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
-from . import shards, storage
+from dgqa_ray import storage
+
+from . import shards
 from .schema import INDEX_COLUMNS, SCHEMA, SCHEMA_VERSION
 
 # Read this many images at once per shard task: S3 GETs wait on the network (~10-50 ms each on

@@ -46,7 +46,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
-from . import shards, storage
+from dgqa_ray import storage
+
+from . import shards
 
 DEFAULT_CROP = 224
 DEFAULT_EVAL_CROPS = 5

@@ -235,7 +235,7 @@ class SeaweedS3Server:
 
     def export_env(self) -> dict[str, str | None]:
         """Set :meth:`env` in ``os.environ``; returns the previous values for :meth:`restore_env`."""
-        from dgqa_ray.data import storage
+        from dgqa_ray import storage
 
         previous = {k: os.environ.get(k) for k in self.env()}
         previous["AWS_SESSION_TOKEN"] = os.environ.pop("AWS_SESSION_TOKEN", None)
@@ -245,7 +245,7 @@ class SeaweedS3Server:
 
     @staticmethod
     def restore_env(previous: dict[str, str | None]) -> None:
-        from dgqa_ray.data import storage
+        from dgqa_ray import storage
 
         for key, value in previous.items():
             if value is None:

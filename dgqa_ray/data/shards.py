@@ -38,7 +38,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from . import storage
+from dgqa_ray import storage
+
 from .schema import SCHEMA, SCHEMA_VERSION
 
 MANIFEST_NAME = "manifest.json"

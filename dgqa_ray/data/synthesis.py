@@ -5,7 +5,7 @@
 >>> synthesize_kadis("refs/", "out/kadis", table="refs/kadis700k_ref_imgs.csv")
 
 Both write the files and index tables the published datasets use, so the rest of the system
-reads synthesized and published data the same way (``DESIGN.md`` section 3):
+reads synthesized and published data the same way (``docs/design.md`` section 1):
 
 KADID-10k style (every reference x every type x every level)::
 

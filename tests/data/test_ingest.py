@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dgqa_ray.data import ingest, pipelines, shards, storage
+from dgqa_ray import storage
+from dgqa_ray.data import ingest, pipelines, shards
 from dgqa_ray.data.schema import INDEX_COLUMNS
 from tests.conftest import natural_image
 from tests.fixtures.datasets import BUILDERS

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from dgqa_ray.data import shards, storage
+from dgqa_ray import storage
+from dgqa_ray.data import shards
 from dgqa_ray.data.schema import SCHEMA, SCHEMA_VERSION
 
 

@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import storage
+from dgqa_ray import storage
+
 from ..errors import DatasetError
 from ..schema import INDEX_COLUMNS
 

@@ -17,7 +17,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from .. import storage
+from dgqa_ray import storage
+
 from .base import Adapter, numeric_column, stem
 
 IMAGE_NAME = "DatabaseImage{:04d}.JPG"

@@ -26,7 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from .. import storage
+from dgqa_ray import storage
+
 from .base import (
     Adapter,
     ImageListing,

@@ -39,7 +39,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import storage
+from dgqa_ray import storage
+
 from ..errors import DatasetError
 from .base import Adapter, stem
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from dgqa_ray.data import storage
+from dgqa_ray import storage
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
