@@ -871,7 +871,7 @@ def resolve_relative_paths(
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default: str = "demo") -> None:
-    """Add ``--config``, ``--set`` and ``--base-dir`` to a job's argument parser."""
+    """Add ``--config``, ``--set``, ``--base-dir`` and ``--verbose`` to a job's argument parser."""
     parser.add_argument(
         "--config",
         default=default,
@@ -893,6 +893,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str = "demo")
         "store, data roots) against DIR (default: the working directory; under ray job submit, "
         'the home directory). E.g. ray job submit --working-dir . -- python ... --base-dir "$PWD"',
     )
+    add_verbose_argument(parser)
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    """``--verbose``: Ray's own logs on the console too (by default they go to its log folder)."""
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Ray's own logs (Ray Data plans and progress, Ray Train's worker-group and "
+        "checkpoint lines) on the console; by default they go to /tmp/ray/session_latest/logs",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -904,7 +915,12 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     without editing presets, and the resolved config (saved with the run, logged as MLflow
     params) names the store actually used. Its credentials stay in the environment
     (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``): a URI carrying a password is refused.
+
+    Also sets the console's verbosity from ``--verbose`` (``ray_session.configure_console``).
     """
+    from dgqa_ray.ray_session import configure_console
+
+    configure_console(bool(getattr(args, "verbose", False)))
     overrides = list(args.overrides)
     env_uri = os.environ.get(TRACKING_URI_ENV, "").strip()
     set_on_command_line = any(

@@ -218,6 +218,8 @@ class Predictor:
 
         if isinstance(state, ray.ObjectRef):
             state = ray.get(state)
+        elif isinstance(state, str):  # a checkpoint's URI: read here (restarts read it again)
+            state = load_model_state(state)
         if num_threads and not use_gpu:
             torch.set_num_threads(int(num_threads))
         self.task = task
@@ -303,6 +305,19 @@ def _column_names(class_ids: np.ndarray) -> tuple[list[str], list[str]]:
     return [f"prob_{int(c):02d}" for c in class_ids], [f"logit_{int(c):02d}" for c in class_ids]
 
 
+def _checkpoint_uri(checkpoint: Any) -> str | None:
+    """An absolute local path or ``s3://`` URI for a checkpoint given as one, else None."""
+    from dgqa_ray import storage
+
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        return None
+    uri = os.fspath(checkpoint)
+    if storage.is_s3(uri):
+        return uri
+    path = os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
+    return path if os.path.exists(path) else None
+
+
 def _predict_crops(
     checkpoint: Any,
     model_cfg: ModelConfig,
@@ -346,7 +361,9 @@ def _predict_crops(
     outputs = crops.map_batches(
         Predictor,
         fn_constructor_kwargs={
-            "state": ray.put(state),
+            # A path or URI travels as itself: constructor arguments in the object store make
+            # Ray warn that a restarted actor may not find them.
+            "state": _checkpoint_uri(checkpoint) or ray.put(state),
             "model_cfg": model_cfg,
             "task": task,
             "use_gpu": num_gpus > 0,

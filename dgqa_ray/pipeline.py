@@ -181,8 +181,7 @@ def ingest_all(cfg: PipelineConfig, roles: dict[str, RoleData], log) -> None:
             force=cfg.redo_stage("data"),
             log=log,
         )
-        data.dataset = result.dataset
-        _say(log, f"{role}: {result.summary()}")
+        data.dataset = result.dataset  # ingest's own last line said where, and how many
 
 
 def dataset_key(data: RoleData) -> str:
@@ -590,6 +589,10 @@ def run_pipeline(
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = save_config(cfg, str(run_dir / "config.yaml"))
     _say(log, f"run {cfg.run_name!r}: results in {run_dir.resolve()}; config {config_path}")
+    from dgqa_ray.ray_session import where_logs_are
+
+    if where_logs_are():
+        _say(log, where_logs_are())
     names = distortion_names()
 
     with Tracker(cfg) as tracker:

@@ -106,11 +106,10 @@ def _check_class_ids(class_ids: Any, num_columns: int) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Numerically stable softmax (float64)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
+    """Softmax in float64 (``scipy.special.softmax``, numerically stable)."""
+    from scipy.special import softmax as _softmax
+
+    return _softmax(np.asarray(logits, dtype=np.float64), axis=axis)
 
 
 def aggregate_crops(ids: Any, crop_logits: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -58,9 +58,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import ray.data
 import ray.train
 
-from dgqa_ray import storage
+from dgqa_ray import ray_session, storage
 from dgqa_ray.config import NUM_KADID_TYPES, PipelineConfig
 
 if TYPE_CHECKING:
@@ -383,6 +384,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     """
     import ray.train.torch
     import torch
+
+    ray_session.quiet_train_worker(config.get("verbose", False))
 
     from dgqa_ray.data.pipelines import TRAIN_ITER_KWARGS
     from dgqa_ray.engine import (
@@ -962,6 +965,7 @@ def build_trainer(
             "train_rows": prepared.train_rows,
             "label_median": prepared.label_median,
             "init_checkpoint": init_checkpoint,
+            "verbose": ray_session.is_verbose(),
         },
         scaling_config=ScalingConfig(
             num_workers=cfg.train.num_workers,
@@ -971,6 +975,7 @@ def build_trainer(
         ),
         run_config=RunConfig(
             name=run_name,
+            logging_config=ray_session.train_logging_config(),
             storage_path=storage_path,
             storage_filesystem=storage_fs,
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
@@ -981,7 +986,11 @@ def build_trainer(
             ),
         ),
         datasets=views,
-        dataset_config=TrainValDataConfig(),
+        # Given explicitly (the context's options, as Ray's default takes them): Ray's default
+        # path sets a deprecated option and prints a warning per run.
+        dataset_config=TrainValDataConfig(
+            execution_options=ray.data.DataContext.get_current().execution_options
+        ),
     )
 
 
@@ -1178,15 +1187,11 @@ def init_ray_for_training(cfg: PipelineConfig, log=print) -> PipelineConfig:
     decoding tasks then share the cores, instead of decoding waiting forever for a free CPU.
     With ``cpus_per_worker: 0``, ``os.cpu_count() + 1``: the workers get the cores.
     """
-    import ray
+    from dgqa_ray.ray_session import init_ray
 
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init()
-        else:
-            cores = os.cpu_count() or 1
-            per = cfg.train.cpus_per_worker or max(1, cores // cfg.train.num_workers)
-            ray.init(num_cpus=max(cores, cfg.train.num_workers * per + 1))
+    cores = os.cpu_count() or 1
+    per = cfg.train.cpus_per_worker or max(1, cores // cfg.train.num_workers)
+    init_ray(num_cpus=max(cores, cfg.train.num_workers * per + 1))
     return fit_to_cluster(cfg, log)
 
 

@@ -209,20 +209,15 @@ def init_ray_for_search(cfg: PipelineConfig) -> PipelineConfig:
     Data, e.g. 3 logical CPUs on a 2-core machine with ``train.cpus_per_worker=1``; returns
     ``cfg`` with ``train.cpus_per_worker: 0`` read as 1 (trials run side by side), checked
     against the cluster."""
-    import ray
-
+    from dgqa_ray.ray_session import init_ray
     from dgqa_ray.train import fit_to_cluster
 
     if cfg.train.cpus_per_worker == 0:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, cpus_per_worker=1))
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init()
-        else:
-            cores = os.cpu_count() or 1
-            per_trial = cfg.train.num_workers * cfg.train.cpus_per_worker
-            trials = cfg.search.max_concurrent or max(1, cores // per_trial)
-            ray.init(num_cpus=max(cores, trials * per_trial) + 1)
+    cores = os.cpu_count() or 1
+    per_trial = cfg.train.num_workers * cfg.train.cpus_per_worker
+    trials = cfg.search.max_concurrent or max(1, cores // per_trial)
+    init_ray(num_cpus=max(cores, trials * per_trial) + 1)
     return fit_to_cluster(cfg)
 
 

@@ -29,7 +29,6 @@ lists them). No message ever shows a credential.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -50,6 +49,7 @@ def _option(text: str) -> tuple[str, object]:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    from dgqa_ray.config import add_verbose_argument
     from dgqa_ray.data.adapters import ADAPTERS
     from dgqa_ray.data.shards import DEFAULT_SHARD_SIZE_MB
 
@@ -110,6 +110,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="shard tasks at once; without a cluster (no RAY_ADDRESS) also the CPUs of the "
         "local Ray instance (default: all CPUs)",
     )
+    add_verbose_argument(parser)
     return parser
 
 
@@ -125,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_cpus is not None and args.num_cpus < 1:
         parser.error(f"--num-cpus: expected a positive integer, got {args.num_cpus}")
 
-    import ray
+    from dgqa_ray.ray_session import configure_console, init_ray
+
+    configure_console(args.verbose)
 
     from dgqa_ray.data.adapters import open_adapter
     from dgqa_ray.data.errors import DatasetError
@@ -144,11 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{adapter.name}: index of {rows} images checked at {adapter.root}", flush=True)
 
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):  # ray job submit / an existing cluster
-            ray.init()
-        else:
-            ray.init(num_cpus=args.num_cpus)
+    init_ray(args.num_cpus)  # joins RAY_ADDRESS (ray job submit) or a running instance
     try:
         result = ingest(
             adapter,

@@ -74,7 +74,7 @@ def test_the_readme_block_is_what_this_test_runs():
 
 
 @pytest.mark.slow
-def test_the_readme_submit_runs_keeps_its_results_and_resumes(tmp_path):
+def test_the_readme_submit_runs_and_keeps_its_results(tmp_path):
     repo = _checkout_copy(tmp_path / "checkout")
     home = tmp_path / "home"
     home.mkdir()
@@ -96,10 +96,10 @@ def test_the_readme_submit_runs_keeps_its_results_and_resumes(tmp_path):
     with no_ray_in_this_process():
         for port in (6379, 8265, AGENT_PORT):
             assert _port_free(port), f"port {port} is taken: `ray start --head` needs its defaults"
-        _submit_twice(repo, lines, submit, env, cfg)
+        _submit_and_check(repo, lines, submit, env, cfg)
 
 
-def _submit_twice(repo: Path, lines: list[str], submit: str, env: dict[str, str], cfg) -> None:
+def _submit_and_check(repo: Path, lines: list[str], submit: str, env: dict[str, str], cfg) -> None:
     import mlflow
 
     home = env["HOME"]
@@ -148,23 +148,8 @@ def _submit_twice(repo: Path, lines: list[str], submit: str, env: dict[str, str]
         regressors = [n for n in children if n and "regressor" in n]
         assert len(regressors) == 2  # 1 split x (baseline, dgqa)
 
-        # The same command again (the cluster is still up): every stage is reused, no
-        # training epoch runs again.
-        again = subprocess.run(
-            ["bash", "-c", " && ".join([lines[0], submit])],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        out2 = again.stdout + again.stderr
-        assert again.returncode == 0, out2[-5000:]
-        print("second submit, console tail:\n" + out2[-2500:])
-        assert "already ingested" in out2 and "reusing the similarity table" in out2
-        assert out2.count("already complete") == 1 + 2  # the classifier and two regressors
-        assert not re.search(r"\] epoch \d+/\d+:", out2), "a training epoch ran again"
-        assert json.loads((run_dir / "summary.json").read_text())["selected"] == summary["selected"]
+        # A resubmission reusing every finished stage is checked by the two-node rehearsal
+        # (tests/test_cluster.py), which submits the pipeline a second time.
     finally:
         _kill_own_processes([], marker)
         # A stale address file would make every later `ray.init()` "connect" to this dead

@@ -167,11 +167,32 @@ def _trial_runs(cfg, parent_name: str):
     return parent, children
 
 
+RAY_NOISE = (
+    "Execution plan",  # Ray Data, driver and SplitCoordinator
+    "Starting execution of Dataset",
+    "Parquet dataset sampling",
+    "Total Progress",
+    "Checkpoint successfully created",  # Ray Train worker
+    "Reporting training result",
+    "TrainingReport(",
+    "Started training worker group",  # Ray Train controller
+    "A new progress UI is available",
+    "RayDeprecationWarning",
+)
+
+
+def assert_quiet_console(output: str) -> None:
+    """A job's console without --verbose: the project's lines, none of Ray's INFO logs."""
+    loud = [noise for noise in RAY_NOISE if noise in output]
+    assert not loud, f"Ray's logs on a quiet console: {loud}\n{output[-3000:]}"
+    assert "Ray's own logs: " in output or "[classifier" in output, output[-2000:]
+
+
 @pytest.mark.slow
 def test_gds_search_runs_two_rounds_over_two_candidates_on_s3(search_setup, s3_server):
     tmp, cfg, path = search_setup
     store = s3_server.unique_uri("gds")  # datasets, checkpoints and Tune's experiments on S3
-    _job(
+    done = _job(
         "gds_search.py",
         path,
         "--set",
@@ -186,6 +207,9 @@ def test_gds_search_runs_two_rounds_over_two_candidates_on_s3(search_setup, s3_s
         "--set",
         "search.early_stop=true",
     )
+    # It trained the classifier (Ray Train, Ray Data): none of their INFO lines on the console.
+    assert "[classifier tinysearch-classifier] epoch 1/" in done.stdout + done.stderr
+    assert_quiet_console(done.stdout + done.stderr)
     out = tmp / "out" / "runs" / "tinysearch" / "search" / "greedy"
     rounds = pd.read_csv(out / "rounds.csv")
     trials = pd.read_csv(out / "trials.csv")

@@ -40,6 +40,7 @@ from PIL import Image
 
 from dgqa_ray import storage
 from dgqa_ray.data import pipelines, shards
+from dgqa_ray.ray_session import init_ray
 
 IMAGE_SIZE = (512, 384)  # (W, H): KonIQ-10k's and KADID-10k's resolution
 # scikit-image's colour photos (no download needed); each image is a random rescaled crop.
@@ -277,7 +278,7 @@ def run_data_benchmark(
             storage_uri = server.uri("dgqa-bench", "lake")
             log(f"SeaweedFS S3 server at {server.endpoint}")
         if not ray.is_initialized():
-            ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+            init_ray(cores, include_dashboard=False, log_to_driver=False)
             started_ray = True
         ray.data.DataContext.get_current().enable_progress_bars = False
 

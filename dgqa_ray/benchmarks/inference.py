@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from dgqa_ray.benchmarks.data import describe_machine, make_jpegs, write_rows_csv
+from dgqa_ray.ray_session import init_ray
 
 POOL = "actor pool (predict_quality)"
 POOL_RUNNING = "actor pool, past its start"
@@ -146,8 +147,7 @@ def run(
         {"image": raw, "image_id": image_id, "score": float("nan"), "dist_type": -1}
         for raw, image_id in zip(data, ids, strict=True)
     ]
-    if not ray.is_initialized():
-        ray.init(num_cpus=cores + 1, include_dashboard=False, log_to_driver=False)
+    init_ray(cores + 1, include_dashboard=False, log_to_driver=False)
     resources = {"num_cpus": 1, "num_gpus": 1} if gpu else {"num_cpus": cores}
     print(
         f"inference: {images} images x {num_crops} crops of {crop} px, {backbone} regressor, "

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dgqa_ray.benchmarks.data import IMAGE_SIZE, describe_machine, make_jpegs, write_rows_csv
+from dgqa_ray.ray_session import init_ray
 
 UNIQUE_JPEGS = 1024
 """Distinct photos generated; more images are byte copies of these (decoding costs the same,
@@ -402,7 +403,7 @@ def run_training_benchmark(
             # decoding shares the cores with training (measured: two decoding slots instead of
             # one shortened the epoch-start wait but cost as much in contention, 0.84x vs 0.88x).
             logical = settings.cores + (1 if settings.device == "cpu" else 0)
-            ray.init(num_cpus=logical, include_dashboard=False, log_to_driver=False)
+            init_ray(logical, include_dashboard=False, log_to_driver=False)
             started_ray = True
         ray.data.DataContext.get_current().enable_progress_bars = False
         adapter = open_adapter("custom", table, score_column="score", dataset_name="trainbench")

@@ -448,54 +448,28 @@ class SynthesisResult:
         return self.images_written / self.seconds if self.seconds > 0 else 0.0
 
 
-class _Progress:
-    """One line per update on stderr: references done / total, images/s, ETA."""
+def _progress_bar(label: str, total: int, skipped: int, enabled: bool):
+    """A tqdm bar on stderr: references done / total, rate, ETA, images written (postfix)."""
+    from tqdm.auto import tqdm
 
-    def __init__(self, label: str, total: int, skipped: int, enabled: bool, interval: float = 2.0):
-        self.label, self.total, self.skipped = label, total, skipped
-        self.enabled, self.interval = enabled, interval
-        self.start = time.monotonic()
-        self.last_print = -math.inf
-        self.printed_refs = -1  # refs_done at the last line, so a forced line never repeats it
-        self.refs_done = 0  # this run
-        self.images = 0  # this run
-
-    def update(self, refs: int, images: int, force: bool = False) -> None:
-        self.refs_done += refs
-        self.images += images
-        now = time.monotonic()
-        if not self.enabled or (self.refs_done and self.printed_refs == self.refs_done):
-            return
-        if not force and now - self.last_print < self.interval:
-            return
-        self.last_print, self.printed_refs = now, self.refs_done
-        elapsed = now - self.start
-        remaining = self.total - self.skipped - self.refs_done
-        rate = self.images / elapsed if elapsed > 0 else 0.0
-        eta = elapsed / self.refs_done * remaining if self.refs_done else math.nan
-        eta_text = "--:--" if math.isnan(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
-        print(
-            f"[synthesize {self.label}] {self.skipped + self.refs_done}/{self.total} references"
-            f" ({self.skipped} already done) | {self.images} images written | {rate:.1f} images/s"
-            f" | elapsed {elapsed:.0f}s | ETA {eta_text}",
-            file=sys.stderr,
-            flush=True,
-        )
+    return tqdm(
+        total=total,
+        initial=skipped,
+        desc=f"[synthesize {label}] references",
+        unit="ref",
+        file=sys.stderr,
+        disable=not enabled,
+        mininterval=2.0,
+        dynamic_ncols=True,
+    )
 
 
 def _init_ray(num_cpus: int | None):
-    import ray
+    from dgqa_ray.ray_session import init_ray
 
-    if not ray.is_initialized():
-        try:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        except ValueError as e:
-            # RAY_ADDRESS or a running local cluster: connecting may not set num_cpus;
-            # the in-flight window below still caps concurrency at num_cpus.
-            if "existing cluster" not in str(e):
-                raise
-            ray.init()
-    return ray
+    # On a cluster already running (RAY_ADDRESS, or one here), num_cpus does not size it: the
+    # in-flight window below still caps concurrency at num_cpus.
+    return init_ray(num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def _run_jobs(
@@ -508,9 +482,9 @@ def _run_jobs(
     """Run the jobs of references not yet complete; returns (skipped, images written)."""
     todo = [job for job in jobs if not all(writer.exists(o.relpath) for o in job.outputs)]
     skipped = len(jobs) - len(todo)
-    report = _Progress(label, len(jobs), skipped, progress)
     if not todo:
-        report.update(0, 0, force=True)
+        with _progress_bar(label, len(jobs), skipped, progress) as bar:
+            bar.set_postfix_str(f"{skipped} already done")
         return skipped, 0
 
     ray = _init_ray(num_cpus)
@@ -530,7 +504,9 @@ def _run_jobs(
     pending: dict = {}
     failures: list[dict] = []
     next_group = 0
-    report.update(0, 0, force=True)
+    written = 0
+    bar = _progress_bar(label, len(jobs), skipped, progress)
+    bar.set_postfix_str(f"{skipped} already done", refresh=False)
     while pending or (next_group < len(groups) and not failures):
         while not failures and next_group < len(groups) and len(pending) < window:
             pending[task.remote(groups[next_group], writer_ref)] = groups[next_group]
@@ -546,8 +522,10 @@ def _run_jobs(
                 continue
             done = [r for r in results if r["error"] is None]
             failures.extend(r for r in results if r["error"] is not None)
-            report.update(len(done), sum(r["written"] for r in done))
-    report.update(0, 0, force=True)
+            written += sum(r["written"] for r in done)
+            bar.set_postfix_str(f"{skipped} already done, {written} images written", refresh=False)
+            bar.update(len(done))
+    bar.close()
 
     if failures:
         first = failures[0]
@@ -558,7 +536,7 @@ def _run_jobs(
             f"written. Fix the input and rerun the same command to resume."
             + (f"\nworker traceback:\n{detail}" if detail else "")
         )
-    return skipped, report.images
+    return skipped, written
 
 
 def _check_unique_outputs(jobs: list[_Job]) -> None:
