@@ -591,8 +591,8 @@ def run_pipeline(
     _say(log, f"run {cfg.run_name!r}: results in {run_dir.resolve()}; config {config_path}")
     from dgqa_ray.ray_session import where_logs_are
 
-    if where_logs_are():
-        _say(log, where_logs_are())
+    if logs_line := where_logs_are():
+        _say(log, logs_line)
     names = distortion_names()
 
     with Tracker(cfg) as tracker:

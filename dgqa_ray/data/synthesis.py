@@ -505,27 +505,28 @@ def _run_jobs(
     failures: list[dict] = []
     next_group = 0
     written = 0
-    bar = _progress_bar(label, len(jobs), skipped, progress)
-    bar.set_postfix_str(f"{skipped} already done", refresh=False)
-    while pending or (next_group < len(groups) and not failures):
-        while not failures and next_group < len(groups) and len(pending) < window:
-            pending[task.remote(groups[next_group], writer_ref)] = groups[next_group]
-            next_group += 1
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for obj in ready:
-            jobs_of_task = pending.pop(obj)
-            try:
-                results = ray.get(obj)
-            except ray.exceptions.RayError as e:  # worker died, out of memory, ...
-                names = ", ".join(j.ref.name for j in jobs_of_task)
-                failures.append({"name": names, "error": f"{type(e).__name__}: {e}"})
-                continue
-            done = [r for r in results if r["error"] is None]
-            failures.extend(r for r in results if r["error"] is not None)
-            written += sum(r["written"] for r in done)
-            bar.set_postfix_str(f"{skipped} already done, {written} images written", refresh=False)
-            bar.update(len(done))
-    bar.close()
+    with _progress_bar(label, len(jobs), skipped, progress) as bar:
+        bar.set_postfix_str(f"{skipped} already done", refresh=False)
+        while pending or (next_group < len(groups) and not failures):
+            while not failures and next_group < len(groups) and len(pending) < window:
+                pending[task.remote(groups[next_group], writer_ref)] = groups[next_group]
+                next_group += 1
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for obj in ready:
+                jobs_of_task = pending.pop(obj)
+                try:
+                    results = ray.get(obj)
+                except ray.exceptions.RayError as e:  # worker died, out of memory, ...
+                    names = ", ".join(j.ref.name for j in jobs_of_task)
+                    failures.append({"name": names, "error": f"{type(e).__name__}: {e}"})
+                    continue
+                done = [r for r in results if r["error"] is None]
+                failures.extend(r for r in results if r["error"] is not None)
+                written += sum(r["written"] for r in done)
+                bar.set_postfix_str(
+                    f"{skipped} already done, {written} images written", refresh=False
+                )
+                bar.update(len(done))
 
     if failures:
         first = failures[0]
