@@ -176,7 +176,7 @@ class DataConfig:
     round-robin over its photos: 8 gives 1,000 labelled images."""
     embedded_dead_leaves: int = 0
     """Procedural dead-leaves references added to the embedded classifier pool (content no
-    photo shares; ``data/dead_leaves.py``)."""
+    photo shares; ``demo/dead_leaves.py``)."""
     embedded_source_dead_leaves: int = 0
     """Dead-leaves references added to the embedded source pool (other images than the
     classifier's)."""

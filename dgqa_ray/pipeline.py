@@ -75,7 +75,7 @@ def resolve_data(cfg: PipelineConfig, run_dir: Path, log: Callable[[str], None])
     target_types = None
     embedded = [r for r in ROLES if getattr(cfg.data, f"{r}_dataset") == EMBEDDED]
     if embedded:
-        from dgqa_ray.data.embedded_pools import build_embedded_pools
+        from dgqa_ray.demo.pools import build_embedded_pools
 
         pools = build_embedded_pools(
             cfg, Path(cfg.output_dir) / "embedded", force=cfg.redo_stage("data"), log=log

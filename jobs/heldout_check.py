@@ -6,7 +6,7 @@ Usage:
     python jobs/heldout_check.py --set train.classifier_epochs=2
     ray job submit --working-dir . -- python jobs/heldout_check.py
 
-The target (``dgqa_ray/data/heldout_target.py``): tiles of scikit-learn's and matplotlib's sample
+The target (``dgqa_ray/demo/heldout_target.py``): tiles of scikit-learn's and matplotlib's sample
 photos, which no pool uses, degraded by Pillow and scikit-image (blur, JPEG, noise, contrast,
 darkening; 1-2 per image) and scored by MS-SSIM against the pristine tile. The pipeline runs on
 it as on any user's labelled table (``data.target_dataset=custom`` with ``data.target_options``),
@@ -46,13 +46,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from dgqa_ray.config import ConfigError, config_from_args
-    from dgqa_ray.data.heldout_target import (
+    from dgqa_ray.demo.heldout_target import (
         DATASET_NAME,
         build_heldout_target,
         heldout_recovery,
         read_heldout_truth,
     )
-    from dgqa_ray.data.proxy_scores import PROXY_COLUMN
+    from dgqa_ray.demo.proxy_scores import PROXY_COLUMN
 
     args = get_args_parser().parse_args(argv)
     try:

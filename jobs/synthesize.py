@@ -1,7 +1,7 @@
 """Synthesize a KADID-10k-style or KADIS-700k-style dataset from pristine reference images.
 
 With no arguments it builds the embedded default: a KADID-style set from the 21 embedded tiles
-(256x192 crops of 6 of scikit-image's colour photos, see ``dgqa_ray/data/embedded.py``) x 25
+(256x192 crops of 6 of scikit-image's colour photos, see ``dgqa_ray/demo/photos.py``) x 25
 types x 5 levels = 2,625 distorted images plus the 21 pristine tiles, in
 ``./dgqa_output/synth/kadid``; about 1.5 minutes on 2 CPU cores (denoise, type 15, is the
 slowest type). A rerun skips the references already done, so an interrupted run resumes.
@@ -94,8 +94,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def _references(args: argparse.Namespace):
-    from dgqa_ray.data.embedded import embedded_references
     from dgqa_ray.data.synthesis import list_references
+    from dgqa_ray.demo.photos import embedded_references
 
     if args.refs is None:
         return embedded_references(max_tiles=args.max_refs)

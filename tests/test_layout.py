@@ -98,7 +98,7 @@ def test_the_graph_is_read_from_the_source():
     graph = import_graph()
     assert "dgqa_ray.storage" in graph["dgqa_ray.data.shards"]  # ``from dgqa_ray import storage``
     assert "dgqa_ray.config" in graph["dgqa_ray.selection"]
-    assert "dgqa_ray.data.embedded" in graph["dgqa_ray.data.dead_leaves"]  # relative import
+    assert "dgqa_ray.demo.photos" in graph["dgqa_ray.demo.dead_leaves"]  # relative import
 
 
 def test_find_cycle_finds_one_and_only_one_that_exists():

@@ -1,6 +1,6 @@
 """Synthesize KADID-10k-style and KADIS-700k-style datasets from pristine references, on Ray.
 
->>> from dgqa_ray.data.embedded import embedded_references
+>>> from dgqa_ray.demo.photos import embedded_references
 >>> synthesize_kadid(embedded_references(max_tiles=4), "out/kadid", types=[1, 10])
 >>> synthesize_kadis("refs/", "out/kadis", table="refs/kadis700k_ref_imgs.csv")
 

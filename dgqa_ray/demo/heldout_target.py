@@ -36,8 +36,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageEnhance, ImageFilter
 
+from dgqa_ray.data.writers import LocalFolderWriter
+
 from .proxy_scores import PROXY_COLUMN, proxy_scores
-from .writers import LocalFolderWriter
 
 TABLE = "heldout.csv"
 INFO = "heldout.json"

@@ -33,8 +33,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from .embedded import DEAD_LEAVES_PREFIX as NAME_PREFIX
-from .embedded import ReferenceTile, is_dead_leaves_name, stretch
+from .photos import DEAD_LEAVES_PREFIX as NAME_PREFIX
+from .photos import ReferenceTile, is_dead_leaves_name, stretch
 
 PALETTE_SIZE = 4096
 """Colours kept from the photos' pixels: plenty for variety, cheap to draw from."""

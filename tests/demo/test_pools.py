@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from dgqa_ray.config import load_config
-from dgqa_ray.data.embedded import content_id, embedded_references
-from dgqa_ray.data.embedded_pools import (
+from dgqa_ray.demo.photos import content_id, embedded_references
+from dgqa_ray.demo.pools import (
     IDENTITY_LEVELS,
     MANIFEST_FILE,
     POOL_PHOTOS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dgqa_ray.data.embedded import (
+from dgqa_ray.demo.photos import (
     DEFAULT_TILE,
     ReferenceTile,
     content_id,

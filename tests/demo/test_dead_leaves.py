@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dgqa_ray.data.dead_leaves import (
+from dgqa_ray.demo.dead_leaves import (
     dead_leaves_image,
     dead_leaves_references,
     is_dead_leaves_name,
     palette_from_photos,
 )
-from dgqa_ray.data.embedded import content_id, embedded_photos
+from dgqa_ray.demo.photos import content_id, embedded_photos
 
 
 @pytest.fixture(scope="module")

@@ -93,12 +93,18 @@ import pandas as pd
 from PIL import Image
 
 from dgqa_ray.config import NUM_KADID_TYPES, PipelineConfig
+from dgqa_ray.data.synthesis import (
+    KADID_INDEX,
+    KADIS_INDEX,
+    derive_seed,
+    synthesize_kadid,
+    synthesize_kadis,
+)
+from dgqa_ray.data.writers import LocalFolderWriter
 
 from .dead_leaves import dead_leaves_references, is_dead_leaves_name, palette_from_photos
-from .embedded import ReferenceTile, embedded_photos, embedded_references
+from .photos import ReferenceTile, embedded_photos, embedded_references
 from .proxy_scores import PROXY_COLUMN, PROXY_SCALE, proxy_scores, proxy_spec
-from .synthesis import KADID_INDEX, KADIS_INDEX, derive_seed, synthesize_kadid, synthesize_kadis
-from .writers import LocalFolderWriter
 
 POOL_ROLES = ("classifier", "source", "target")
 TRAINING_PHOTOS = ("skimage_motorcycle", "skimage_astronaut", "skimage_rocket")
@@ -142,7 +148,7 @@ class Pool:
 
     def open(self):
         """The adapter that reads this pool (``open_adapter(adapter, root, **options)``)."""
-        from .adapters import open_adapter
+        from dgqa_ray.data.adapters import open_adapter
 
         return open_adapter(self.adapter, self.root, **dict(self.options))
 

@@ -135,7 +135,9 @@ def _as_batch(images: np.ndarray | Sequence[np.ndarray], what: str) -> np.ndarra
 
 def _to_tensor(batch: np.ndarray) -> torch.Tensor:
     # (N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [0, 1], piq's expected input.
-    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
+    # torch.tensor copies (the uint8 batch, a quarter of the float32 one): the batch may be a
+    # read-only array, whose memory torch must not share.
+    return torch.tensor(batch).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 @torch.inference_mode()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dgqa_ray import distortions
-from dgqa_ray.data.embedded import embedded_references
-from dgqa_ray.data.proxy_scores import (
+from dgqa_ray.demo.photos import embedded_references
+from dgqa_ray.demo.proxy_scores import (
     MS_SSIM_WEIGHTS,
     PROXY_NAME,
     ms_ssim_scales,

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dgqa_ray.data.embedded import embedded_photos
-from dgqa_ray.data.heldout_target import (
+from dgqa_ray.demo.heldout_target import (
     EXPECTED_TYPES,
     LEVELS,
     build_heldout_target,
@@ -17,7 +16,8 @@ from dgqa_ray.data.heldout_target import (
     heldout_recovery,
     read_heldout_truth,
 )
-from dgqa_ray.data.proxy_scores import proxy_scores
+from dgqa_ray.demo.photos import embedded_photos
+from dgqa_ray.demo.proxy_scores import proxy_scores
 
 
 def test_the_photos_are_none_of_the_pools():
