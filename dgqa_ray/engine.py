@@ -1,6 +1,6 @@
 """One training epoch, prediction and evaluation in plain PyTorch: no Ray, no MLflow.
 
-Ray Train's worker loop (``dgqa_ray/train.py``) calls these with the batches of its dataset
+Ray Train's worker loop (``dgqa_ray/train/``) calls these with the batches of its dataset
 shard; tests call them with lists of dicts. A batch is a dict of arrays, the format Ray Data's
 ``iter_torch_batches`` / ``iter_batches`` yields:
 

@@ -101,7 +101,7 @@ def load_model_state(checkpoint: Any) -> dict[str, torch.Tensor]:
     Args:
         checkpoint: a state dict, or a ``training_state`` dict (weights under ``"model"``); a
             ``ray.train.Checkpoint``; a weights file (``.pt``/``.pth``, local, ``file://`` or
-            ``s3://``); or a checkpoint folder holding ``state.pt`` (what ``train.py`` writes)
+            ``s3://``); or a checkpoint folder holding ``state.pt`` (what ``train/worker.py`` writes)
             or exactly one ``.pt``/``.pth`` file.
 
     Returns:

@@ -97,6 +97,15 @@ def create_regressor(cfg: ModelConfig, load_weights: bool = True) -> nn.Module:
     return model
 
 
+def create_model(task: str, cfg: ModelConfig, load_weights: bool = True) -> nn.Module:
+    """F_D for ``task == "classifier"``, F_R for ``"regressor"`` (what a checkpoint names)."""
+    if task == "classifier":
+        return create_classifier(cfg, load_weights)
+    if task == "regressor":
+        return create_regressor(cfg, load_weights)
+    raise ValueError(f"task: invalid value {task!r}; allowed: classifier, regressor")
+
+
 # --------------------------------------------------------------------------------------------
 # Class ids <-> KADID distortion types
 # --------------------------------------------------------------------------------------------

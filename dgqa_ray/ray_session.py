@@ -149,6 +149,14 @@ def quiet_train_worker(verbose: bool) -> None:
     logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
+def worker_line(text: str) -> None:
+    """One line from a Ray Train worker to its stdout, which Ray forwards to the driver. Not
+    ``print``: Ray Train patches it to go to both stdout and its logger, and every line would
+    show twice."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def where_logs_are() -> str:
     """One line for the console: where Ray's logs went, and how to see them here instead."""
     if is_verbose():

@@ -21,7 +21,7 @@ before the images are known to be good enough:
    DGQA regressor scores its own target here exactly as it did there.
 
 A model is a training checkpoint (a folder holding ``state.pt`` and ``progress.json``, as
-``train.py`` writes; or a bare ``.pt``/``.pth`` file, read with the config's backbone) or an
+``train/worker.py`` writes; or a bare ``.pt``/``.pth`` file, read with the config's backbone) or an
 MLflow model logged by the pipeline (``runs:/``, ``models:/``, or a local folder holding an
 ``MLmodel`` file). Either way the backbone and the crop size come from the model's own record
 (``progress.json`` or the MLflow model's metadata); the config gives the rest. Scores are on

@@ -5,7 +5,7 @@ must be ingested under ``--storage`` (``jobs/ingest.py``). Split ``--split`` of 
 reference-grouped 80/20 splits trains and validates (cross-entropy, top-1 accuracy). With 25
 classes pristine images are left out; ``--set model.num_classes=26`` keeps them as class 0 (the
 authors' code). A checkpoint is written every epoch to ``<storage>/checkpoints/<run-name>/``;
-rerunning with the same run name resumes from the last one. See ``dgqa_ray/train.py``.
+rerunning with the same run name resumes from the last one. See ``dgqa_ray/train/``.
 
 Usage:
     python jobs/train_classifier.py                                       # demo preset
@@ -32,13 +32,13 @@ except ImportError:  # a bare checkout, e.g. a `ray job submit --working-dir .` 
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from dgqa_ray import train_cli
+    from dgqa_ray.train import cli as train_cli
 
     return train_cli.get_args_parser("classifier", __doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dgqa_ray import train_cli
+    from dgqa_ray.train import cli as train_cli
 
     return train_cli.main("classifier", __doc__, argv)
 

@@ -4,7 +4,7 @@ The source must be ingested under ``--storage`` (``jobs/ingest.py``). One of the
 reference-grouped 80/20 splits (``--split``) trains and validates; ``--dist-types`` keeps only
 the selected distortion types (DGQA) instead of all 25 (the baseline). A checkpoint is written
 every epoch to ``<storage>/checkpoints/<run-name>/``; rerunning with the same run name resumes
-from the last one (a finished run is not trained again). See ``dgqa_ray/train.py``.
+from the last one (a finished run is not trained again). See ``dgqa_ray/train/``.
 
 Usage:
     python jobs/train_regressor.py                                        # demo preset, all types
@@ -32,13 +32,13 @@ except ImportError:  # a bare checkout, e.g. a `ray job submit --working-dir .` 
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from dgqa_ray import train_cli
+    from dgqa_ray.train import cli as train_cli
 
     return train_cli.get_args_parser("regressor", __doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dgqa_ray import train_cli
+    from dgqa_ray.train import cli as train_cli
 
     return train_cli.main("regressor", __doc__, argv)
 

@@ -551,7 +551,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
 
 
 def _checkpoints(base: Path) -> dict[str, str]:
-    """Checkpoint folders as ``train.py`` writes them: a regressor's (random weights), a
+    """Checkpoint folders as ``train/worker.py`` writes them: a regressor's (random weights), a
     classifier's, and one whose weights file is not a torch file."""
     import json
 

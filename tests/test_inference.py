@@ -45,7 +45,7 @@ def test_checkpoint_forms_all_give_the_same_weights(tmp_path):
 
     folder = tmp_path / "epoch_003"
     folder.mkdir()
-    torch.save(state, folder / "state.pt")  # what train.py writes
+    torch.save(state, folder / "state.pt")  # what train/worker.py writes
     single = tmp_path / "single"
     single.mkdir()
     torch.save(weights, single / "weights.pth")

@@ -31,7 +31,7 @@ from tests.fixtures.datasets import build_custom
 
 
 def _regressor_checkpoint(folder: Path, *, backbone: str = "resnet18", crop: int = 32, seed=0):
-    """A checkpoint folder as ``train.py`` writes it, with random regressor weights."""
+    """A checkpoint folder as ``train/worker.py`` writes it, with random regressor weights."""
     from dgqa_ray.models import create_regressor
     from dgqa_ray.train import PROGRESS_FILE, STATE_FILE
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgqa_ray.train import TASKS
+from .checkpoints import TASKS
 
 
 def dist_types_arg(text: str) -> list[int]:
