@@ -23,13 +23,13 @@ import sys
 
 
 def get_args_parser():
-    from dgqa_ray.tune import get_job_parser
+    from dgqa_ray.search.cli import get_job_parser
 
     return get_job_parser("tau", __doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dgqa_ray.tune import job_main
+    from dgqa_ray.search.cli import job_main
 
     return job_main("tau", __doc__, argv)
 

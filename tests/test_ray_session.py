@@ -1,7 +1,7 @@
 """Quiet and verbose consoles: what ``configure_console`` sets for the driver and its workers.
 
 Each case runs in a fresh interpreter: the settings are process environment. That a real job's
-console is quiet is checked end to end in tests/test_tune.py (``assert_quiet_console``).
+console is quiet is checked end to end in tests/search/ (``assert_quiet_console``).
 """
 
 from __future__ import annotations

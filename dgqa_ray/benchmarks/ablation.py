@@ -107,7 +107,7 @@ def run_row(key: str, base_dir: Path, extra: list[str]) -> dict[str, Any]:
         train_and_evaluate,
     )
     from dgqa_ray.reports import selection_quality
-    from dgqa_ray.tune import quiet_tracker
+    from dgqa_ray.search.results import quiet_tracker
 
     cfg = _row_config(key, base_dir, extra)
     started = time.monotonic()

@@ -3,10 +3,11 @@
     python jobs/benchmark.py search                    # demo preset, 1 CPU per trial
     python jobs/benchmark.py search --set search.taus=[0.03,0.04,0.05] --set train.epochs=2
 
-One local Ray instance sized for the parallel run (``tune.init_ray_for_search``); the stages
-before the sweep (data, classifier, similarity table) are made first and not timed; then the
-sweep runs with ``search.max_concurrent=1`` (serial), then with the concurrency the cluster
-holds (parallel), each under its own name so that neither reuses the other's regressors.
+One local Ray instance sized for the parallel run (``init_ray_for_search`` of
+``dgqa_ray/search/trials.py``); the stages before the sweep (data, classifier, similarity
+table) are made first and not timed; then the sweep runs with ``search.max_concurrent=1``
+(serial), then with the concurrency the cluster holds (parallel), each under its own name so
+that neither reuses the other's regressors.
 MLflow is off: what is timed is Tune, Ray Train and Ray Data. Prints a table with the speedup.
 """
 
@@ -26,7 +27,9 @@ def run_search_benchmark(cfg, out_csv: str | None = None) -> pd.DataFrame:
 
     from dgqa_ray.pipeline import prepare_stages
     from dgqa_ray.reports import markdown_table
-    from dgqa_ray.tune import init_ray_for_search, quiet_tracker, run_tau_sweep, trial_concurrency
+    from dgqa_ray.search.results import quiet_tracker
+    from dgqa_ray.search.tau import run_tau_sweep
+    from dgqa_ray.search.trials import init_ray_for_search, trial_concurrency
 
     cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, enabled=False))
     cfg = init_ray_for_search(cfg)

@@ -209,7 +209,7 @@ def prepare_stages(
     cfg: PipelineConfig, tracker, log: Callable[[str], None] = print, timings=None
 ) -> PreparedRun:
     """Data, classifier and selection (each reused when finished): the common start of the
-    pipeline and of the searches (``tune.py``)."""
+    pipeline and of the searches (``dgqa_ray.search``)."""
     from dgqa_ray.data.pipelines import read_dataset
     from dgqa_ray.train import fit_to_cluster
 
