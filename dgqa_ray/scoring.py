@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -55,6 +55,8 @@ CHECK_ROWS_PER_TASK = 32
 """Images one check (or read) task handles: small enough to spread over every CPU."""
 READ_THREADS = 8
 """Parallel reads inside one task (S3 reads are round trips)."""
+
+log = logging.getLogger(__name__)
 
 
 class ScoringError(ValueError):
@@ -316,7 +318,6 @@ def score_images(
     cfg: PipelineConfig,
     *,
     max_bad_fraction: float | None = None,
-    log: Callable[[str], None] = print,
 ) -> ScoringResult:
     """Check, then score ``images`` (``list_images``) with ``model`` on the running Ray
     (``train.init_ray_for_training`` first); see the module docstring."""
@@ -325,18 +326,18 @@ def score_images(
 
     started = time.monotonic()
     limit = cfg.data.max_bad_fraction if max_bad_fraction is None else float(max_bad_fraction)
-    log(f"checking {len(images)} image(s): every one read and decoded")
+    log.info(f"checking {len(images)} image(s): every one read and decoded")
     good, bad = check_images(
         images, max_bad_fraction=limit, max_megapixels=cfg.data.max_image_megapixels
     )
     if len(bad):
-        log(
+        log.info(
             f"skipping {len(bad)} unreadable image(s) ({len(bad) / len(images):.1%}, at most "
             f"{limit:g} allowed): "
             + "; ".join(f"{r.path}: {r.error}" for r in bad.head(3).itertuples())
         )
     options = {**inference_options(cfg), "crop": model.crop_size}
-    log(f"scoring {len(good)} image(s) x {options['num_crops']} crops with {model.describe()}")
+    log.info(f"scoring {len(good)} image(s) x {options['num_crops']} crops with {model.describe()}")
     ds = _images_dataset(good).map_batches(
         _read_batch, batch_size=CHECK_ROWS_PER_TASK, batch_format="pandas"
     )
@@ -351,7 +352,9 @@ def score_images(
         }
     )
     seconds = time.monotonic() - started
-    log(f"scored {len(scores)} image(s) in {seconds:.1f} s ({len(scores) / seconds:.1f} img/s)")
+    log.info(
+        f"scored {len(scores)} image(s) in {seconds:.1f} s ({len(scores) / seconds:.1f} img/s)"
+    )
     return ScoringResult(scores, bad, len(images), seconds)
 
 

@@ -157,7 +157,6 @@ def main(argv: list[str] | None = None) -> int:
             force=args.force,
             num_cpus=args.num_cpus,
             max_megapixels=args.max_megapixels,
-            log=lambda line: print(line, flush=True),
         )
     except (DatasetError, IngestionError, IngestionInterrupted, OSError, ValueError) as e:
         print(f"ingest: error: {redact(e)}", file=sys.stderr)

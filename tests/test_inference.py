@@ -108,7 +108,7 @@ def target_ds(ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("target")
     built = build_custom(root / "raw", n_images=7, with_scores=False, size=(64, 48))
     storage = str(root / "storage")
-    ingest(built.open(), storage, log=lambda _: None)
+    ingest(built.open(), storage)
     return read_dataset(storage, "custom")
 
 

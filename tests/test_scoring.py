@@ -159,7 +159,7 @@ def test_mlflow_models_are_loaded_to_the_weights_that_were_logged(tmp_path, monk
 
 
 def test_unreadable_images_are_skipped_and_listed_below_the_share_and_fatal_above(
-    tmp_path, ray_local
+    tmp_path, ray_local, capsys
 ):
     from dgqa_ray.inference import predict_quality
     from dgqa_ray.pipeline import inference_options
@@ -176,8 +176,9 @@ def test_unreadable_images_are_skipped_and_listed_below_the_share_and_fatal_abov
     model = load_scoring_model(uri, cfg)
     images = list_images(str(photos))
     assert len(images) == 11
-    lines: list[str] = []
-    result = score_images(model, images, cfg, max_bad_fraction=0.2, log=lines.append)
+    capsys.readouterr()
+    result = score_images(model, images, cfg, max_bad_fraction=0.2)
+    lines = capsys.readouterr().out.splitlines()  # the project's logger prints to stdout
     assert sorted(result.unreadable["image_id"]) == ["not_an_image.png", "truncated.jpg"]
     assert all("does not decode" in e for e in result.unreadable["error"])
     assert result.scores["image_id"].tolist() == good["image_id"].tolist()
@@ -200,7 +201,7 @@ def test_unreadable_images_are_skipped_and_listed_below_the_share_and_fatal_abov
     np.testing.assert_array_equal(direct["predicted"], result.scores["predicted"])
     # Above the share: nothing is scored, and the error names the files.
     with pytest.raises(ScoringError, match=r"2 of 11 images are unreadable.*truncated.jpg"):
-        score_images(model, images, cfg, max_bad_fraction=0.1, log=lines.append)
+        score_images(model, images, cfg, max_bad_fraction=0.1)
 
 
 # -- end to end, called from the rehearsal ------------------------------------------------------

@@ -27,6 +27,7 @@ Entry point: :func:`run_data_benchmark` (``jobs/benchmark.py data`` calls it).
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import shutil
 import tempfile
@@ -41,6 +42,8 @@ from PIL import Image
 from dgqa_ray import storage
 from dgqa_ray.data import pipelines, shards
 from dgqa_ray.ray_session import init_ray
+
+log = logging.getLogger(__name__)
 
 IMAGE_SIZE = (512, 384)  # (W, H): KonIQ-10k's and KADID-10k's resolution
 # scikit-image's colour photos (no download needed); each image is a random rescaled crop.
@@ -226,7 +229,6 @@ def run_data_benchmark(
     work_dir: str | None = None,
     shard_size_mb: float = shards.DEFAULT_SHARD_SIZE_MB,
     seed: int = 0,
-    log: Callable[[str], None] = print,
 ) -> list[BenchRow]:
     """Run the benchmark and print the table; returns its rows.
 
@@ -259,7 +261,7 @@ def run_data_benchmark(
         paths = make_jpegs(jpeg_dir, num_images, seed=seed)
         table = _write_table(work_dir, paths, seed)
         jpeg_mb = sum(os.path.getsize(p) for p in paths) / 1e6
-        log(
+        log.info(
             f"generated {num_images} JPEGs of 512x384 ({jpeg_mb:.0f} MB) in "
             f"{time.perf_counter() - t0:.1f} s"
         )
@@ -276,7 +278,7 @@ def run_data_benchmark(
             previous_env = server.export_env()
             server.create_bucket("dgqa-bench")
             storage_uri = server.uri("dgqa-bench", "lake")
-            log(f"SeaweedFS S3 server at {server.endpoint}")
+            log.info(f"SeaweedFS S3 server at {server.endpoint}")
         if not ray.is_initialized():
             init_ray(cores, include_dashboard=False, log_to_driver=False)
             started_ray = True
@@ -286,10 +288,8 @@ def run_data_benchmark(
         from dgqa_ray.data.ingest import ingest
 
         adapter = open_adapter("custom", table, score_column="score", dataset_name="bench512")
-        result = ingest(
-            adapter, storage_uri, shard_size_mb=shard_size_mb, force=True, log=lambda line: None
-        )
-        log(
+        result = ingest(adapter, storage_uri, shard_size_mb=shard_size_mb, force=True)
+        log.info(
             f"ingested into {result.shard_count} shard(s) at {result.dataset_dir} in "
             f"{result.seconds:.1f} s"
         )
@@ -424,7 +424,7 @@ def run_data_benchmark(
             )
         )
         rows.extend(stage_rows)
-        log(format_table(rows, machine=describe_machine(cores)))
+        log.info(format_table(rows, machine=describe_machine(cores)))
         return rows
     finally:
         if started_ray:

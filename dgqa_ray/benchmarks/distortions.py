@@ -11,6 +11,7 @@ reference generator is compared with (about 4.8 s for 115 of them under Octave o
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 
 from dgqa_ray.distortions import DISTORTIONS, apply, apply_batch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,14 +74,13 @@ def run_distortion_benchmark(
     threads: int = 1,
     types: list[int] | None = None,
     out_csv: str | Path | None = None,
-    log=print,
 ) -> list[DistortionTiming]:
     """Time every type at every size; print a table; write ``out_csv`` when given."""
     torch.set_num_threads(threads)
     use_cuda = torch.cuda.is_available()
     chosen = [d for d in DISTORTIONS if types is None or d.dist_type in types]
     rows: list[DistortionTiming] = []
-    log(
+    log.info(
         f"distortion benchmark: {threads} CPU thread(s), batch {batch_size}, "
         f"{'CUDA: ' + torch.cuda.get_device_name() if use_cuda else 'no CUDA'}"
     )
@@ -90,7 +92,7 @@ def run_distortion_benchmark(
         image = _photo(width, height)
         batch = torch.from_numpy(np.repeat(image[None], batch_size, 0)).permute(0, 3, 1, 2)
         batch = batch.contiguous()
-        log(header)
+        log.info(header)
         for dist in chosen:
             # The denoiser costs ~100x the rest: time it once per level.
             reps = 1 if dist.dist_type == 15 else repeats
@@ -106,16 +108,16 @@ def run_distortion_benchmark(
                 f"{dist.dist_type:>4} {dist.name:<28} {row.size:>8} {single:>13.1f} "
                 f"{batched:>12.1f} {row.batch_speedup:>6.2f}"
             )
-            log(line + (f" {cuda:>11.1f}" if cuda is not None else ""))
-        _summarise([r for r in rows if r.size == f"{width}x{height}"], log)
+            log.info(line + (f" {cuda:>11.1f}" if cuda is not None else ""))
+        _summarise([r for r in rows if r.size == f"{width}x{height}"])
     if out_csv is not None:
         from dgqa_ray.benchmarks.data import write_rows_csv
 
-        log(f"wrote {write_rows_csv(rows, out_csv)}")
+        log.info(f"wrote {write_rows_csv(rows, out_csv)}")
     return rows
 
 
-def _summarise(rows: list[DistortionTiming], log) -> None:
+def _summarise(rows: list[DistortionTiming]) -> None:
     """Seconds for the 5 levels of every timed type but denoise, for one image, per path."""
     rest = [r for r in rows if r.dist_type != 15]
     if not rest:
@@ -123,7 +125,7 @@ def _summarise(rows: list[DistortionTiming], log) -> None:
     single_s = sum(5 / r.single_img_s for r in rest)
     batch_s = sum(5 / r.batch_cpu_img_s for r in rest)
     n = 5 * len(rest)
-    log(
+    log.info(
         f"{rows[0].size}: {n} variants (all but denoise) of one image: single path "
         f"{single_s:.3f} s, batched CPU path {batch_s:.3f} s per image "
         f"(ratio {single_s / batch_s:.2f}x)"
@@ -133,7 +135,7 @@ def _summarise(rows: list[DistortionTiming], log) -> None:
         cuda_s = sum(5 / r.batch_cuda_img_s for r in cuda)
         # KADIS-700k: 140,000 references x 5 levels, one type each, uniform over types.
         per_image = cuda_s / n
-        log(
+        log.info(
             f"{rows[0].size}: batched CUDA path {cuda_s:.4f} s per image for {n} variants; "
             f"700,000 KADIS-style images at this size would take {700_000 * per_image / 3600:.2f} h "
             "(array-math types on the GPU; codec types run on the CPU)"

@@ -33,18 +33,21 @@ Entry points: :func:`run_training_benchmark`; :func:`main` (``jobs/benchmark.py 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from dgqa_ray.benchmarks.data import IMAGE_SIZE, describe_machine, make_jpegs, write_rows_csv
 from dgqa_ray.ray_session import init_ray
+
+log = logging.getLogger(__name__)
 
 UNIQUE_JPEGS = 1024
 """Distinct photos generated; more images are byte copies of these (decoding costs the same,
@@ -331,7 +334,6 @@ def run_training_benchmark(
     storage_uri: str | None = None,
     work_dir: str | None = None,
     seed: int = 0,
-    log: Callable[[str], None] = print,
 ) -> list[TrainBenchRow]:
     """Run the benchmark, print the table and return its rows.
 
@@ -393,7 +395,7 @@ def run_training_benchmark(
         import pandas as pd
 
         pd.DataFrame({"path": paths, "score": scores}).to_csv(table, index=False)
-        log(
+        log.info(
             f"generated {num_images} JPEGs of {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} in "
             f"{time.perf_counter() - t0:.1f} s"
         )
@@ -407,8 +409,8 @@ def run_training_benchmark(
             started_ray = True
         ray.data.DataContext.get_current().enable_progress_bars = False
         adapter = open_adapter("custom", table, score_column="score", dataset_name="trainbench")
-        ingested = ingest(adapter, storage_uri, force=True, log=lambda line: None)
-        log(
+        ingested = ingest(adapter, storage_uri, force=True)
+        log.info(
             f"ingested {ingested.row_count} rows into {ingested.shard_count} shard(s) at "
             f"{ingested.dataset_dir}"
         )
@@ -444,7 +446,7 @@ def run_training_benchmark(
             entry = ray_epochs(r + 1)  # one more epoch, by a fresh worker resuming the run
             plain_rate = plain_images / plain_seconds
             ray_rate = entry["train_images"] / entry["train_seconds"]
-            log(
+            log.info(
                 f"round {r}: plain torch {plain_rate:.1f} img/s, Ray Train + Ray Data "
                 f"{ray_rate:.1f} img/s ({ray_rate / plain_rate:.2f}x)"
             )
@@ -497,7 +499,7 @@ def run_training_benchmark(
                 f"CPU; peak: {ray_memory.tree_metric} of this process + its Ray processes",
             )
         )
-        log(format_table(rows, settings))
+        log.info(format_table(rows, settings))
         return rows
     finally:
         torch.set_num_threads(threads_before)

@@ -31,10 +31,10 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -61,6 +61,8 @@ MAX_IMAGE_MEGAPIXELS = 64.0
 """Images larger than this are skipped as bad (``too large``), before they are decoded: the
 paper's largest are SPAQ's 4000 x 3000 (12 MP), and Pillow's own limit (178 MP) would let a
 144 MP image through with only a warning in a worker log."""
+
+log = logging.getLogger(__name__)
 
 
 class IngestionError(RuntimeError):
@@ -298,7 +300,6 @@ def ingest(
     num_cpus: int | None = None,
     fail_after_shards: int | None = None,
     max_megapixels: float = MAX_IMAGE_MEGAPIXELS,
-    log: Callable[[str], None] = print,
 ) -> IngestResult:
     """Ingest ``adapter``'s dataset under ``<storage_uri>/<adapter.name>/``; see the module doc.
 
@@ -328,13 +329,13 @@ def ingest(
         try:
             current = shards.read_manifest(ddir)
         except shards.ManifestError as e:
-            log(f"{dataset}: existing dataset is not usable ({e}); ingesting again")
+            log.info(f"{dataset}: existing dataset is not usable ({e}); ingesting again")
         else:
             bad = int(current.extra.get("bad_images", 0))
             same = current.source_fingerprint == fingerprint
             fixed = _bad_images_now_readable(report_uri, max_megapixels) if bad and same else 0
             if current.source_fingerprint == fingerprint and fixed:
-                log(
+                log.info(
                     f"{dataset}: {fixed} of the {bad} image(s) skipped as bad last time now "
                     "decode; ingesting again"
                 )
@@ -343,13 +344,13 @@ def ingest(
                 # it, and it must not pile up.
                 stale = shards.remove_other_versions(ddir, keep=current.version)
                 if stale:
-                    log(f"{dataset}: removed {len(stale)} unpublished version folder(s)")
+                    log.info(f"{dataset}: removed {len(stale)} unpublished version folder(s)")
                 note = (
                     f"; {bad} bad image(s) were skipped and still are, listed in {report_uri}"
                     if bad
                     else ""
                 )
-                log(
+                log.info(
                     f"{dataset}: already ingested at {ddir} (same source fingerprint{note}); "
                     "use --force"
                 )
@@ -365,7 +366,9 @@ def ingest(
                     current,
                 )
             else:
-                log(f"{dataset}: source changed since the last ingestion; ingesting a new version")
+                log.info(
+                    f"{dataset}: source changed since the last ingestion; ingesting a new version"
+                )
 
     # Rows are stored in a random order, seeded by the fingerprint (so a rerun writes the same
     # shards): the published orders group a reference's distorted versions together, and
@@ -375,7 +378,7 @@ def ingest(
     plan = plan_shards(index, shard_size_mb)
     version = shards.new_version_id()
     vdir = shards.version_uri(ddir, version)
-    log(
+    log.info(
         f"{dataset}: {len(index)} images from {adapter.root} -> {len(plan)} shard(s) of about "
         f"{shard_size_mb:g} MB in {vdir}"
     )
@@ -418,7 +421,7 @@ def ingest(
                 )
             )
         elapsed = time.perf_counter() - started
-        log(
+        log.info(
             f"{dataset}: shard {count}/{len(plan)} done: {done_rows}/{len(index)} images, "
             f"{len(bad)} bad, {elapsed:.1f} s, {done_rows / max(elapsed, 1e-9):.0f} img/s"
         )
@@ -453,9 +456,9 @@ def ingest(
     )
     removed = shards.remove_other_versions(ddir, keep=version)
     if removed:
-        log(f"{dataset}: removed {len(removed)} older version(s)")
+        log.info(f"{dataset}: removed {len(removed)} older version(s)")
     if bad:
-        log(f"{dataset}: {len(bad)} bad image(s) skipped, listed in {report_uri}")
+        log.info(f"{dataset}: {len(bad)} bad image(s) skipped, listed in {report_uri}")
     result = IngestResult(
         dataset,
         ddir,
@@ -467,5 +470,5 @@ def ingest(
         time.perf_counter() - started,
         manifest,
     )
-    log(result.summary())
+    log.info(result.summary())
     return result

@@ -3,7 +3,6 @@ checks a run makes before any compute, and ingesting them into shards."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ class RoleData:
     dataset: str = ""  # the ingested dataset's name (the adapter's name)
 
 
-def resolve_data(cfg: PipelineConfig, run_dir: Path, log: Callable[[str], None]):
+def resolve_data(cfg: PipelineConfig, run_dir: Path):
     """Each role's adapter and root; the embedded default is synthesized first (reused)."""
     roles: dict[str, RoleData] = {}
     target_types = None
@@ -40,7 +39,7 @@ def resolve_data(cfg: PipelineConfig, run_dir: Path, log: Callable[[str], None])
         from dgqa_ray.demo.pools import build_embedded_pools
 
         pools = build_embedded_pools(
-            cfg, Path(cfg.output_dir) / "embedded", force=cfg.redo_stage("data"), log=log
+            cfg, Path(cfg.output_dir) / "embedded", force=cfg.redo_stage("data")
         )
         target_types = list(pools.target_types)
         for role in embedded:
@@ -127,7 +126,7 @@ def _unlabelled_target(cfg: PipelineConfig) -> str:
     return f"data.target_root ({name} at {root}): the target has no scores{hint}"
 
 
-def ingest_all(cfg: PipelineConfig, roles: dict[str, RoleData], log) -> None:
+def ingest_all(cfg: PipelineConfig, roles: dict[str, RoleData]) -> None:
     from dgqa_ray.data.adapters import open_adapter
     from dgqa_ray.data.ingest import ingest
 
@@ -141,7 +140,6 @@ def ingest_all(cfg: PipelineConfig, roles: dict[str, RoleData], log) -> None:
             max_bad_fraction=cfg.data.max_bad_fraction,
             max_megapixels=cfg.data.max_image_megapixels,
             force=cfg.redo_stage("data"),
-            log=log,
         )
         data.dataset = result.dataset  # ingest's own last line said where, and how many
 

@@ -4,7 +4,6 @@ split, evaluation on the target, report; one MLflow parent run with nested runs 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -40,9 +39,7 @@ from .stages import (
 )
 
 
-def run_pipeline(
-    cfg: PipelineConfig, log: Callable[[str], None] = print, *, check_roots: bool = True
-) -> PipelineResult:
+def run_pipeline(cfg: PipelineConfig, *, check_roots: bool = True) -> PipelineResult:
     """Run (or resume) the whole pipeline; see the module docstring. ``check_roots``: check
     every role's raw dataset first (``check_data_roots``; False when the caller just did)."""
     from dgqa_ray import reports
@@ -57,19 +54,18 @@ def run_pipeline(
     labelled = check_data_roots(cfg) if check_roots else target_has_scores(cfg)
     if not labelled:
         say(
-            log,
             "target: no scores (unlabelled): data, classifier, selection and regressors run, "
             f"SRCC/PLCC are not measured; predicted scores go to {PREDICTIONS_FILE}",
         )
-    cfg = init_ray_for_training(cfg, log=lambda text: say(log, text))  # checks fit, first
+    cfg = init_ray_for_training(cfg)  # checks fit, first
     run_dir = Path(cfg.output_dir) / "runs" / cfg.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = save_config(cfg, str(run_dir / "config.yaml"))
-    say(log, f"run {cfg.run_name!r}: results in {run_dir.resolve()}; config {config_path}")
+    say(f"run {cfg.run_name!r}: results in {run_dir.resolve()}; config {config_path}")
     from dgqa_ray.ray_session import where_logs_are
 
     if logs_line := where_logs_are():
-        say(log, logs_line)
+        say(logs_line)
     names = distortion_names()
 
     with Tracker(cfg) as tracker:
@@ -77,7 +73,7 @@ def run_pipeline(
         tracker.set_tags({"stage": "running"})
 
         # 1-3. data, classifier, selection
-        prepared = prepare_stages(cfg, tracker, log, timings)
+        prepared = prepare_stages(cfg, tracker, timings)
         log_dataset_inputs(
             tracker.parent,
             [
@@ -107,7 +103,7 @@ def run_pipeline(
         for split in range(cfg.eval.n_splits):
             for variant, dist_types in variants.items():
                 name = regressor_run_name(cfg.run_name, variant, dist_types, split)
-                start_over(cfg, "regressors", name, log)
+                start_over(cfg, "regressors", name)
                 with tracker.nested(name) as run:
                     metrics, per_image, result = train_and_evaluate(
                         cfg,
@@ -159,7 +155,7 @@ def run_pipeline(
                     }
                 )
                 histories.append(epoch_choice(variant, split, result))
-                say(log, f"split {split} {variant:<8}: " + scored_line(metrics, per_image))
+                say(f"split {split} {variant:<8}: " + scored_line(metrics, per_image))
         timings["regressors"] = time.monotonic() - t0
         predictions_path = write_target_predictions(
             run_dir, predictions, image_paths(prepared.target)

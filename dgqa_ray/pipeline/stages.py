@@ -4,8 +4,9 @@ split. Each is reused on a rerun unless ``cfg.redo`` names it."""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,12 @@ from .roles import (
     resolve_data,
 )
 
+log = logging.getLogger(__name__)
 
-def say(log: Callable[[str], None], text: str) -> None:
-    log(f"[pipeline] {text}")
+
+def say(text: str) -> None:
+    """One line of the pipeline's progress (the project's logger, ``console.py``)."""
+    log.info(f"[pipeline] {text}")
 
 
 def inference_options(cfg: PipelineConfig) -> dict[str, Any]:
@@ -70,7 +74,6 @@ def select_target_domains(
     out_dir: str | Path,
     *,
     reuse: bool = True,
-    log: Callable[[str], None] = print,
     target_key: str = "",
 ) -> SelectionOutcome:
     """The selection stage: F_D over the target (Ray Data batch inference), the similarity
@@ -93,7 +96,7 @@ def select_target_domains(
     same = made_by.exists() and made_by.read_text().strip() == key
     if reuse and table_path.exists() and same:
         table = read_similarity_table(table_path)
-        say(log, f"selection: reusing the similarity table {table_path}")
+        say(f"selection: reusing the similarity table {table_path}")
     else:
         predictions = predict_domains(checkpoint, cfg.model, target_ds, **inference_options(cfg))
         table = similarity_from_predictions(predictions, k=cfg.selection.k)
@@ -134,24 +137,24 @@ class PreparedRun:
         return self.roles["target"]
 
 
-def start_over(cfg: PipelineConfig, stage: str, run_name: str, log) -> None:
+def start_over(cfg: PipelineConfig, stage: str, run_name: str) -> None:
     """``--redo <stage>``: a training starts from epoch 0 (its old checkpoints are removed)."""
     from dgqa_ray.train import run_dir_uri
 
     if cfg.redo_stage(stage):
         folder = run_dir_uri(cfg.storage, run_name)
         if storage.exists(folder):
-            say(log, f"redo {stage}: removing the checkpoints of {run_name} at {folder}")
+            say(f"redo {stage}: removing the checkpoints of {run_name} at {folder}")
             storage.delete_tree(folder)
 
 
-def train_classifier_stage(cfg: PipelineConfig, roles: dict[str, RoleData], tracker, log):
+def train_classifier_stage(cfg: PipelineConfig, roles: dict[str, RoleData], tracker):
     """F_D on the classifier dataset (split 0's training part; its held-out part validates)."""
     from dgqa_ray.train import fit_classifier, split_datasets
 
     data = roles["classifier"]
     name = cfg.classifier_run_name
-    start_over(cfg, "classifier", name, log)
+    start_over(cfg, "classifier", name)
     with tracker.nested("classifier") as run:
         datasets = split_datasets(cfg, data.storage_uri, data.dataset, 0)
         result = fit_classifier(cfg, datasets, run_name=name)
@@ -160,12 +163,12 @@ def train_classifier_stage(cfg: PipelineConfig, roles: dict[str, RoleData], trac
         run.log_params({"checkpoint": result.best_checkpoint, "dataset": data.dataset})
         log_dataset_inputs(run, [(data, "training")])
         log_trained_model(run, cfg, result.best_checkpoint, "classifier")
-    say(log, result.summary())
+    say(result.summary())
     return result
 
 
 def selection_stage(
-    cfg, classifier, target_ds, run_dir: Path, tracker, log, target_key: str = ""
+    cfg, classifier, target_ds, run_dir: Path, tracker, target_key: str = ""
 ) -> SelectionOutcome:
     """The selection, logged as its own nested run (an empty selection is the caller's to
     refuse: the pipeline stops on it, a search just reports it)."""
@@ -179,7 +182,6 @@ def selection_stage(
             target_ds,
             run_dir / "selection",
             reuse=not (cfg.redo_stage("selection") or cfg.redo_stage("classifier")),
-            log=log,
             target_key=target_key,
         )
         selection, other = outcome.selection, outcome.other
@@ -197,23 +199,20 @@ def selection_stage(
         for path in outcome.files.values():
             run.log_artifact(path)
     say(
-        log,
         f"selection ({selection.rule}): {len(selected)} type(s): "
         + ", ".join(f"#{t} {names.get(t, t)}" for t in selected),
     )
-    say(log, f"  ({other.rule} would select: {', '.join(map(str, other.selected))})")
+    say(f"  ({other.rule} would select: {', '.join(map(str, other.selected))})")
     return outcome
 
 
-def prepare_stages(
-    cfg: PipelineConfig, tracker, log: Callable[[str], None] = print, timings=None
-) -> PreparedRun:
+def prepare_stages(cfg: PipelineConfig, tracker, timings=None) -> PreparedRun:
     """Data, classifier and selection (each reused when finished): the common start of the
     pipeline and of the searches (``dgqa_ray.search``)."""
     from dgqa_ray.data.pipelines import read_dataset
     from dgqa_ray.train import fit_to_cluster
 
-    cfg = fit_to_cluster(cfg, log=lambda _: None)
+    cfg = fit_to_cluster(cfg, quiet=True)
     timings = {} if timings is None else timings
     run_dir = Path(cfg.output_dir) / "runs" / cfg.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -221,18 +220,18 @@ def prepare_stages(
         save_config(cfg, str(run_dir / "config.yaml"))
 
     t0 = time.monotonic()
-    roles, target_types = resolve_data(cfg, run_dir, log)
-    ingest_all(cfg, roles, log)
+    roles, target_types = resolve_data(cfg, run_dir)
+    ingest_all(cfg, roles)
     timings["data"] = time.monotonic() - t0
 
     t0 = time.monotonic()
-    classifier = train_classifier_stage(cfg, roles, tracker, log)
+    classifier = train_classifier_stage(cfg, roles, tracker)
     timings["classifier"] = time.monotonic() - t0
 
     t0 = time.monotonic()
     target_ds = read_dataset(roles["target"].storage_uri, roles["target"].dataset)
     outcome = selection_stage(
-        cfg, classifier, target_ds, run_dir, tracker, log, target_key=dataset_key(roles["target"])
+        cfg, classifier, target_ds, run_dir, tracker, target_key=dataset_key(roles["target"])
     )
     timings["selection"] = time.monotonic() - t0
     return PreparedRun(cfg, run_dir, roles, target_types, classifier, outcome, target_ds)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -33,9 +33,7 @@ def gds_point(types: Sequence[int], round_: int, added: int | None) -> dict[str,
     return {"key": f"set-{domain_key(types)}", "types": types, "round": round_, "added": added}
 
 
-def run_gds_search(
-    cfg: PipelineConfig, name: str | None = None, log: Callable[[str], None] = print
-) -> SearchResult:
+def run_gds_search(cfg: PipelineConfig, name: str | None = None) -> SearchResult:
     """Greedy forward selection (paper 4.5): each round trains every remaining candidate added
     to the current set as parallel trials and keeps the best by target SRCC; stops when no
     candidate improves by more than ``search.gds_min_gain``, at ``search.gds_max_size`` types
@@ -48,7 +46,7 @@ def run_gds_search(
     name = name or f"{cfg.run_name}-gds"
     check_data_roots(cfg, scores_needed_by="a greedy domain search")  # before Ray starts
     cfg = init_ray_for_search(cfg)
-    prepared, context, out_dir = prepare(cfg, name, log)
+    prepared, context, out_dir = prepare(cfg, name)
     save_config(cfg, str(out_dir / "config.yaml"))
     candidates = list(search.resolved_candidates)
 
@@ -67,7 +65,7 @@ def run_gds_search(
         if search.gds_start == "dgds":
             current = sorted(int(t) for t in prepared.outcome.selection.selected)
             start = run_trials(
-                cfg, context, f"{name}-round0", [gds_point(current, 0, None)], trials, log
+                cfg, context, f"{name}-round0", [gds_point(current, 0, None)], trials
             )
             outcomes += start
             metrics = start[0][1] or {}
@@ -85,8 +83,8 @@ def run_gds_search(
                 stop = f"size limit {search.gds_max_size}"
                 break
             points = [gds_point([*current, t], round_, t) for t in remaining]
-            say(log, f"{name}: round {round_}: {current} + one of {remaining}")
-            outcome = run_trials(cfg, context, f"{name}-round{round_}", points, trials, log)
+            say(f"{name}: round {round_}: {current} + one of {remaining}")
+            outcome = run_trials(cfg, context, f"{name}-round{round_}", points, trials)
             outcomes += outcome
             scored = [
                 (float(m[METRIC]), p)
@@ -103,7 +101,6 @@ def run_gds_search(
                 _round_row(round_, point["added"], point["types"], metrics, len(points), improved)
             )
             say(
-                log,
                 f"{name}: round {round_}: best + #{point['added']} -> SRCC {score:.4f}"
                 f" ({'kept' if improved else 'no gain, stop'})",
             )
@@ -134,7 +131,6 @@ def run_gds_search(
         log_best(tracker, best, files)
     seconds = time.monotonic() - started
     say(
-        log,
         f"{name}: {len(rounds)} round(s), stopped: {stop}; final set {current}; "
         f"report {files['report']}",
     )

@@ -8,7 +8,6 @@ name, and writes the sweep's table, plot and report.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from dgqa_ray.config import PipelineConfig, save_config
@@ -40,9 +39,7 @@ def sweep_points(cfg: PipelineConfig) -> list[dict[str, Any]]:
     return points
 
 
-def run_tau_sweep(
-    cfg: PipelineConfig, name: str | None = None, log: Callable[[str], None] = print
-) -> SearchResult:
+def run_tau_sweep(cfg: PipelineConfig, name: str | None = None) -> SearchResult:
     """Sweep tau (and the rule) over the cached similarity table; see ``dgqa_ray.search``."""
     from dgqa_ray.tracking import Tracker
 
@@ -51,7 +48,7 @@ def run_tau_sweep(
     name = name or f"{cfg.run_name}-tau"
     check_data_roots(cfg, scores_needed_by="a tau sweep")  # before Ray starts
     cfg = init_ray_for_search(cfg)
-    prepared, context, out_dir = prepare(cfg, name, log)
+    prepared, context, out_dir = prepare(cfg, name)
     save_config(cfg, str(out_dir / "config.yaml"))
     points = sweep_points(cfg)
 
@@ -62,13 +59,13 @@ def run_tau_sweep(
         trials = TrialLog(
             tracker, lambda p: {"trial": p["key"], "rule": p["rule"], "tau": p.get("tau")}
         )
-        outcome = run_trials(cfg, context, name, points, trials, log)
+        outcome = run_trials(cfg, context, name, points, trials)
         table = trial_table(outcome, trials)
         best = best_trial(table)
         files = write_sweep(cfg, prepared, table, best, out_dir, name, time.monotonic() - started)
         log_best(tracker, best, files)
     seconds = time.monotonic() - started
-    say(log, f"{name}: {len(table)} trial(s) in {seconds:.0f} s; report {files['report']}")
+    say(f"{name}: {len(table)} trial(s) in {seconds:.0f} s; report {files['report']}")
     return SearchResult(
         "tau", name, table, best, str(out_dir), files["report"], files, seconds=seconds
     )

@@ -13,6 +13,7 @@ module level here.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -39,8 +40,12 @@ TUNE_DIR = "tune"
 """Tune experiments go to ``<storage>/tune/<name>``."""
 
 
-def say(log: Callable[[str], None], text: str) -> None:
-    log(f"[search] {text}")
+log = logging.getLogger(__name__)
+
+
+def say(text: str) -> None:
+    """One line of the search's progress (the project's logger, ``console.py``)."""
+    log.info(f"[search] {text}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +219,6 @@ def run_trials(
     experiment: str,
     points: Sequence[Mapping[str, Any]],
     on_result: Callable[[Mapping[str, Any], Mapping[str, Any]], None],
-    log: Callable[[str], None] = print,
 ) -> list[tuple[Mapping[str, Any], dict[str, Any] | None, str]]:
     """Run one Tune experiment: a trial per point (``{"key": ..., ...}``), resumed when the
     experiment already exists. ``on_result(point, metrics)`` is called in the driver as each
@@ -233,7 +237,7 @@ def run_trials(
     param_space = {"point": tune.grid_search([dict(p) for p in points])}
 
     if tune.Tuner.can_restore(exp_path, storage_filesystem=fs):
-        say(log, f"{experiment}: resuming the Tune experiment at {uri}")
+        say(f"{experiment}: resuming the Tune experiment at {uri}")
         tuner = tune.Tuner.restore(
             exp_path,
             trainable,
@@ -269,7 +273,6 @@ def run_trials(
             ),
         )
     say(
-        log,
         f"{experiment}: {len(points)} trial(s), up to {concurrency} at once "
         f"({cfg.train.num_workers} worker(s) x {cfg.train.cpus_per_worker} CPU each)",
     )
@@ -284,7 +287,7 @@ def run_trials(
         metrics = dict(result.metrics) if result.metrics else None
         status = "error" if result.error else ("done" if metrics else "no result")
         if result.error:
-            say(log, f"{experiment}: trial {point.get('key')} failed: {result.error}")
+            say(f"{experiment}: trial {point.get('key')} failed: {result.error}")
         elif metrics:
             on_result(point, metrics)  # trials that ended before a restart, or missed callbacks
         by_key[point.get("key")] = (metrics, status)
@@ -303,12 +306,12 @@ def absolute(cfg: PipelineConfig) -> PipelineConfig:
     return dataclasses.replace(cfg, output_dir=out, storage=store)
 
 
-def prepare(cfg: PipelineConfig, name: str, log) -> tuple[Any, TrialContext, Path]:
+def prepare(cfg: PipelineConfig, name: str) -> tuple[Any, TrialContext, Path]:
     """The stages up to the selection (``pipeline.prepare_stages``: each reused when
     finished), the search's output folder and the context its trials share."""
     from dgqa_ray.pipeline import prepare_stages
 
-    prepared = prepare_stages(cfg, quiet_tracker(cfg), log)
+    prepared = prepare_stages(cfg, quiet_tracker(cfg))
     out_dir = prepared.run_dir / "search" / name
     out_dir.mkdir(parents=True, exist_ok=True)
     context = TrialContext(

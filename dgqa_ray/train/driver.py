@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from .checkpoints import (
 from .datasets import TrainValDataConfig, prepare_datasets, split_datasets
 from .faults import InjectedFailure
 from .worker import train_loop_per_worker
+
+log = logging.getLogger(__name__)
 
 HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 
@@ -120,7 +123,7 @@ def _check_cluster_cpus(cfg: PipelineConfig) -> None:
         )
 
 
-def fit_to_cluster(cfg: PipelineConfig, log=print) -> PipelineConfig:
+def fit_to_cluster(cfg: PipelineConfig, quiet: bool = False) -> PipelineConfig:
     """``cfg`` with ``train.cpus_per_worker: 0`` resolved from the running cluster:
     ``(CPUs - 1) // num_workers``, at least 1, so that a CPU stays free for Ray Data; then the
     check that the workers leave Ray Data a CPU (a clear error, before any stage runs).
@@ -133,15 +136,16 @@ def fit_to_cluster(cfg: PipelineConfig, log=print) -> PipelineConfig:
         total = float(ray.cluster_resources().get("CPU", 0.0))
         per = max(1, int((total - 1) // cfg.train.num_workers)) if total else 1
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, cpus_per_worker=per))
-        log(
-            f"[cluster] train.cpus_per_worker=0: {cfg.train.num_workers} worker(s) x {per} CPU "
-            f"of the cluster's {total:g}, one left for Ray Data"
-        )
+        if not quiet:
+            log.info(
+                f"[cluster] train.cpus_per_worker=0: {cfg.train.num_workers} worker(s) x {per} CPU "
+                f"of the cluster's {total:g}, one left for Ray Data"
+            )
     _check_cluster_cpus(cfg)
     return cfg
 
 
-def init_ray_for_training(cfg: PipelineConfig, log=print) -> PipelineConfig:
+def init_ray_for_training(cfg: PipelineConfig) -> PipelineConfig:
     """Connect to the cluster (``RAY_ADDRESS``, as under ``ray job submit``) or start a local
     Ray with enough logical CPUs for the Train workers *and* Ray Data's decoding tasks; returns
     ``cfg`` fitted to it (``fit_to_cluster``).
@@ -156,7 +160,7 @@ def init_ray_for_training(cfg: PipelineConfig, log=print) -> PipelineConfig:
     cores = os.cpu_count() or 1
     per = cfg.train.cpus_per_worker or max(1, cores // cfg.train.num_workers)
     init_ray(num_cpus=max(cores, cfg.train.num_workers * per + 1))
-    return fit_to_cluster(cfg, log)
+    return fit_to_cluster(cfg)
 
 
 def _portable_config(cfg: PipelineConfig) -> dict[str, Any]:
@@ -210,7 +214,7 @@ def build_trainer(
         raise ValueError(f"task: invalid value {task!r}; allowed: {', '.join(TASKS)}")
     dist_types = normalize_dist_types(task, dist_types)
     storage_uri = storage.normalize(storage_uri or cfg.storage)
-    cfg = fit_to_cluster(cfg, log=lambda _: None)
+    cfg = fit_to_cluster(cfg, quiet=True)
 
     start_epoch = 0
     latest = latest_progress(storage_uri, run_name)
@@ -218,14 +222,14 @@ def build_trainer(
         uri, progress = latest
         check_resumable(task, cfg, run_name, storage_uri, progress, dist_types)
         start_epoch = int(progress["epochs_done"])
-        print(f"[{task} {run_name}] found checkpoint after epoch {start_epoch}: {uri}")
+        log.info(f"[{task} {run_name}] found checkpoint after epoch {start_epoch}: {uri}")
 
     if failure is None:
         failure = InjectedFailure.from_env()
     os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_INTERVAL_S)  # read by fit()
     prepared = prepare_datasets(task, cfg, datasets, dist_types, start_epoch)
     views = prepared.views
-    print(f"[{task} {run_name}] data: {prepared.description}")
+    log.info(f"[{task} {run_name}] data: {prepared.description}")
     resources: dict[str, float] = {"CPU": float(cfg.train.cpus_per_worker)}
     if cfg.train.use_gpu:
         resources["GPU"] = 1.0
@@ -286,7 +290,7 @@ def fit(
     before = latest_progress(storage_uri, run_name)
     done_before = int(before[1]["epochs_done"]) if before else 0
     epochs = cfg.train.epochs_for(task)
-    print(
+    log.info(
         f"[{task} {run_name}] {epochs} epoch(s), {cfg.train.num_workers} worker(s) x "
         f"{cfg.train.cpus_per_worker} CPU{' + 1 GPU' if cfg.train.use_gpu else ''}, "
         f"batch {cfg.train.batch_size}, {cfg.model.backbone} at {cfg.data.crop_size}px; "
@@ -297,7 +301,7 @@ def fit(
         check_resumable(
             task, cfg, run_name, storage_uri, before[1], normalize_dist_types(task, dist_types)
         )
-        print(f"[{task} {run_name}] already complete ({done_before} epochs): {before[0]}")
+        log.info(f"[{task} {run_name}] already complete ({done_before} epochs): {before[0]}")
         result = read_run(storage_uri, run_name)
     else:
         trainer = build_trainer(task, cfg, datasets, run_name, storage_uri, dist_types, **kwargs)

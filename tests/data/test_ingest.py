@@ -55,7 +55,7 @@ def test_every_dataset_round_trips(name, where, tmp_path, request):
         local = built = BUILDERS[name](tmp_path / name)
         store = str(tmp_path / "lake")
 
-    result = ingest.ingest(built.open(), store, log=lambda line: None)
+    result = ingest.ingest(built.open(), store)
     expected = built.expected.sort_values("image_id").reset_index(drop=True)
     assert result.status == "ingested" and result.bad_count == 0
     assert result.row_count == len(expected)
@@ -122,11 +122,11 @@ def test_interrupted_ingestion_is_refused_then_completed_by_rerun(tmp_path, ray_
     store = str(tmp_path / "lake")
     # ~15 kB PNGs in shards of ~40 kB: several shards, the crash comes after the first.
     with pytest.raises(shards.IngestionInterrupted, match="injected failure"):
-        ingest.ingest(adapter, store, shard_size_mb=0.04, fail_after_shards=1, log=print)
+        ingest.ingest(adapter, store, shard_size_mb=0.04, fail_after_shards=1)
     with pytest.raises(shards.ManifestError, match="has no manifest: it was never completed"):
         pipelines.read_dataset(store, "toy")
 
-    result = ingest.ingest(adapter, store, shard_size_mb=0.04, log=print)
+    result = ingest.ingest(adapter, store, shard_size_mb=0.04)
     assert result.status == "ingested" and result.shard_count >= 3
     assert len(_read_back(store, "toy")) == 24
     # Only the completed version's files remain.
@@ -139,15 +139,15 @@ def test_interrupted_rerun_keeps_the_previous_dataset_readable(tmp_path, ray_loc
     raw = tmp_path / "raw"
     adapter = FolderAdapter(_toy_folder(raw, 12))
     store = str(tmp_path / "lake")
-    first = ingest.ingest(adapter, store, shard_size_mb=0.04, log=print)
+    first = ingest.ingest(adapter, store, shard_size_mb=0.04)
     _toy_folder(raw, 24)  # the source grows: a new fingerprint
     monkeypatch.setenv(ingest.FAIL_AFTER_ENV, "2")  # the job-level hook
     with pytest.raises(shards.IngestionInterrupted, match=ingest.FAIL_AFTER_ENV):
-        ingest.ingest(adapter, store, shard_size_mb=0.04, log=print)
+        ingest.ingest(adapter, store, shard_size_mb=0.04)
     assert shards.read_manifest(first.dataset_dir).version == first.manifest.version
     assert len(_read_back(store, "toy")) == 12
     monkeypatch.delenv(ingest.FAIL_AFTER_ENV)
-    second = ingest.ingest(adapter, store, shard_size_mb=0.04, log=print)
+    second = ingest.ingest(adapter, store, shard_size_mb=0.04)
     assert second.status == "ingested" and second.row_count == 24
 
 
@@ -169,10 +169,10 @@ def test_too_many_corrupt_images_fail_with_the_report(tmp_path, ray_local):
     raw = tmp_path / "raw"
     adapter = FolderAdapter(_toy_folder(raw, 9))
     store = str(tmp_path / "lake")
-    good = ingest.ingest(adapter, store, log=print)
+    good = ingest.ingest(adapter, store)
     _toy_folder(raw, 9, bad=2)  # 2 of 11 bad: 18% > 1% by default
     with pytest.raises(ingest.IngestionError) as err:
-        ingest.ingest(adapter, store, log=print)
+        ingest.ingest(adapter, store)
     message = str(err.value)
     report = storage.join(good.dataset_dir, "_reports", "bad_images.csv")
     assert "2 of 11 images" in message and report in message
@@ -186,11 +186,11 @@ def test_too_many_corrupt_images_fail_with_the_report(tmp_path, ray_local):
 def test_rerun_is_idempotent_and_force_rebuilds(tmp_path, ray_local):
     adapter = FolderAdapter(_toy_folder(tmp_path / "raw", 6))
     store = str(tmp_path / "lake")
-    first = ingest.ingest(adapter, store, log=print)
-    again = ingest.ingest(adapter, store, log=print)
+    first = ingest.ingest(adapter, store)
+    again = ingest.ingest(adapter, store)
     assert again.status == "already ingested"
     assert again.manifest.version == first.manifest.version
-    forced = ingest.ingest(adapter, store, force=True, log=print)
+    forced = ingest.ingest(adapter, store, force=True)
     assert forced.status == "ingested" and forced.manifest.version != first.manifest.version
     assert len(storage.list_files(first.dataset_dir, suffixes=[".parquet"])) == 1
 

@@ -37,6 +37,6 @@ def kadid_store(ray_train, tmp_path_factory):
     root = tmp_path_factory.mktemp("train-data")
     built = build_kadid(root / "kadid", n_refs=6, types=(1, 2, 3), levels=(1, 2, 3, 4, 5))
     store = str(root / "store")
-    ingest(built.open(), store, log=lambda line: None)
+    ingest(built.open(), store)
     split = split_by_reference(built.expected["ref_id"], train_fraction=0.6, seed=0)
     return store, split

@@ -121,7 +121,7 @@ def test_two_workers_validate_on_the_gathered_predictions_of_both(kadid_store, c
 @pytest.mark.slow
 def test_classifier_trains_on_s3_and_its_checkpoint_loads(s3_server, ray_train, tmp_path):
     store = s3_server.unique_uri("train")
-    ingest(build_kadid(tmp_path / "kadid").open(), store, log=lambda line: None)  # 2 refs x 2 x 3
+    ingest(build_kadid(tmp_path / "kadid").open(), store)  # 2 refs x 2 x 3
     ds = read_dataset(store, "kadid10k")
     small = split_by_reference(ds.select_columns(["ref_id"]).to_pandas()["ref_id"], seed=0)
     cfg = tiny_config("model.num_classes=26")
