@@ -96,6 +96,20 @@ class DataConfig:
     """Which datasets play which role, and how images are cropped and sharded."""
 
     _section: ClassVar[str] = "data"
+    _moved: ClassVar[dict[str, str]] = {
+        "embedded_tile": "demo.tile",
+        "embedded_target_types": "demo.target_types",
+        "embedded_max_types_per_image": "demo.max_types_per_image",
+        "embedded_classifier_refs": "demo.classifier_refs",
+        "embedded_classifier_types_per_ref": "demo.classifier_types_per_ref",
+        "embedded_source_refs": "demo.source_refs",
+        "embedded_dead_leaves": "demo.dead_leaves",
+        "embedded_source_dead_leaves": "demo.source_dead_leaves",
+        "embedded_target_images": "demo.target_images",
+        "embedded_seed": "demo.seed",
+    }
+    """Keys of earlier versions and where they are now: a config (a saved run's YAML, a
+    ``--set``) that still has one is refused with the new name."""
 
     classifier_dataset: str = "kadis700k"
     """Trains the domain classifier F_D. KADIS-700k: the 25 KADID types on 140k references
@@ -153,38 +167,6 @@ class DataConfig:
     max_image_megapixels: float = 64.0
     """Images with more pixels than this (millions) are skipped as bad before decoding: the
     paper's largest are SPAQ's 12 MP; Pillow alone would let a 144 MP image through."""
-    embedded_tile: tuple[int, int] = (96, 128)
-    """(height, width) of the embedded default's tiles. 96 x 128 (KADID-10k's 384 x 512 / 4 per
-    side) cuts the six photos into 110 tiles, enough for three content-disjoint pools (192 x 256
-    gives 21); it holds one 96-pixel crop, the demo's crop size."""
-    embedded_target_types: tuple[int, ...] = (1, 3, 10, 17, 18, 25)
-    """KADID ids the embedded target's images are distorted with (one or more per image). The
-    default is the set the paper selected for LIVEC (Table 2), so the demo's target looks to
-    DGDS like LIVEC looked to the authors' classifier."""
-    embedded_max_types_per_image: int = 2
-    """Each embedded target image carries 1..this many of ``embedded_target_types``: mixtures,
-    as in authentic photos."""
-    embedded_classifier_refs: int | None = None
-    """Tiles in the embedded classifier pool (KADIS-style); None: every tile of its photos
-    (45 at 96 x 128)."""
-    embedded_classifier_types_per_ref: int = 5
-    """Distinct types each classifier tile is distorted with (x 5 levels). KADIS-700k gives each
-    of its 140k references one type; with ~45 tiles that would leave about two tiles per class,
-    so each tile carries several and every type still gets ~9 tiles."""
-    embedded_source_refs: int = 8
-    """Tiles in the embedded source pool, each x 25 types x 5 levels (KADID-style), taken
-    round-robin over its photos: 8 gives 1,000 labelled images."""
-    embedded_dead_leaves: int = 0
-    """Procedural dead-leaves references added to the embedded classifier pool (content no
-    photo shares; ``demo/dead_leaves.py``)."""
-    embedded_source_dead_leaves: int = 0
-    """Dead-leaves references added to the embedded source pool (other images than the
-    classifier's)."""
-    embedded_target_images: int = 100
-    """Images in the embedded target pool, spread evenly over its tiles (several mixtures per
-    tile, as an authentic set has several photos of similar scenes)."""
-    embedded_seed: int = 0
-    """Seed of the embedded pools: distortion noise, type assignment and mixture draws."""
 
     def __post_init__(self) -> None:
         _normalise(self)
@@ -199,39 +181,8 @@ class DataConfig:
         _check_range(self, "onthefly_samples_per_ref", low=1)
         _check_range(self, "onthefly_val_images", low=1)
         _check_range(self, "shard_mb", low=1)
-        _check_range(self, "embedded_dead_leaves", low=0)
-        _check_range(self, "embedded_source_dead_leaves", low=0)
         _check_range(self, "max_image_megapixels", low=0.0, low_inclusive=False)
         _check_range(self, "max_bad_fraction", low=0.0, high=1.0, high_inclusive=False)
-        h, w = self.embedded_tile
-        if min(h, w) < 32:
-            _fail(self, "embedded_tile", self.embedded_tile, "(height, width), both >= 32")
-        if not self.embedded_target_types:
-            _fail(self, "embedded_target_types", (), f"one or more KADID ids 1..{NUM_KADID_TYPES}")
-        _check_type_ids(self, "embedded_target_types")
-        _check_range(
-            self,
-            "embedded_max_types_per_image",
-            low=1,
-            high=len(self.embedded_target_types),
-            hint="it cannot exceed the number of embedded_target_types",
-        )
-        if self.embedded_classifier_refs is not None:
-            _check_range(self, "embedded_classifier_refs", low=1)
-        _check_range(self, "embedded_classifier_types_per_ref", low=1, high=NUM_KADID_TYPES)
-        _check_range(self, "embedded_source_refs", low=1)
-        _check_range(self, "embedded_target_images", low=1)
-        _check_range(self, "embedded_seed", low=0)
-        uses_embedded = "embedded" in (
-            self.classifier_dataset,
-            self.source_dataset,
-            self.target_dataset,
-        )
-        if uses_embedded and self.crop_size > min(self.embedded_tile):
-            raise ConfigError(
-                f"data.crop_size: {self.crop_size} does not fit in data.embedded_tile "
-                f"{self.embedded_tile}; expected crop_size <= {min(self.embedded_tile)}"
-            )
 
     def root_for(self, role: str, storage: str) -> str:
         """Where the raw dataset of ``role`` (classifier|source|target) lies."""
@@ -241,6 +192,71 @@ class DataConfig:
         if root is not None:
             return root
         return f"{storage.rstrip('/')}/raw/{getattr(self, f'{role}_dataset')}"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The embedded default's pools (``dgqa_ray/demo/``), cut from the packaged photos and
+    procedural images; used only where a data role's dataset is ``embedded``."""
+
+    _section: ClassVar[str] = "demo"
+
+    tile: tuple[int, int] = (96, 128)
+    """(height, width) of the embedded default's tiles. 96 x 128 (KADID-10k's 384 x 512 / 4 per
+    side) cuts the six photos into 110 tiles, enough for three content-disjoint pools (192 x 256
+    gives 21); it holds one 96-pixel crop, the demo's crop size."""
+    target_types: tuple[int, ...] = (1, 3, 10, 17, 18, 25)
+    """KADID ids the embedded target's images are distorted with (one or more per image). The
+    default is the set the paper selected for LIVEC (Table 2), so the demo's target looks to
+    DGDS like LIVEC looked to the authors' classifier."""
+    max_types_per_image: int = 2
+    """Each embedded target image carries 1..this many of ``target_types``: mixtures, as in
+    authentic photos."""
+    classifier_refs: int | None = None
+    """Tiles in the embedded classifier pool (KADIS-style); None: every tile of its photos
+    (45 at 96 x 128)."""
+    classifier_types_per_ref: int = 5
+    """Distinct types each classifier tile is distorted with (x 5 levels). KADIS-700k gives each
+    of its 140k references one type; with ~45 tiles that would leave about two tiles per class,
+    so each tile carries several and every type still gets ~9 tiles."""
+    source_refs: int = 8
+    """Tiles in the embedded source pool, each x 25 types x 5 levels (KADID-style), taken
+    round-robin over its photos: 8 gives 1,000 labelled images."""
+    dead_leaves: int = 0
+    """Procedural dead-leaves references added to the embedded classifier pool (content no
+    photo shares; ``demo/dead_leaves.py``)."""
+    source_dead_leaves: int = 0
+    """Dead-leaves references added to the embedded source pool (other images than the
+    classifier's)."""
+    target_images: int = 100
+    """Images in the embedded target pool, spread evenly over its tiles (several mixtures per
+    tile, as an authentic set has several photos of similar scenes)."""
+    seed: int = 0
+    """Seed of the embedded pools: distortion noise, type assignment and mixture draws."""
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        h, w = self.tile
+        if min(h, w) < 32:
+            _fail(self, "tile", self.tile, "(height, width), both >= 32")
+        if not self.target_types:
+            _fail(self, "target_types", (), f"one or more KADID ids 1..{NUM_KADID_TYPES}")
+        _check_type_ids(self, "target_types")
+        _check_range(
+            self,
+            "max_types_per_image",
+            low=1,
+            high=len(self.target_types),
+            hint="it cannot exceed the number of demo.target_types",
+        )
+        if self.classifier_refs is not None:
+            _check_range(self, "classifier_refs", low=1)
+        _check_range(self, "classifier_types_per_ref", low=1, high=NUM_KADID_TYPES)
+        _check_range(self, "source_refs", low=1)
+        _check_range(self, "dead_leaves", low=0)
+        _check_range(self, "source_dead_leaves", low=0)
+        _check_range(self, "target_images", low=1)
+        _check_range(self, "seed", low=0)
 
 
 @dataclass(frozen=True)
@@ -588,6 +604,7 @@ class PipelineConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
 
     def __post_init__(self) -> None:
         _normalise(self)
@@ -619,6 +636,17 @@ class PipelineConfig:
             raise ConfigError(
                 f"selection.k: {self.selection.k} exceeds model.num_classes "
                 f"{self.model.num_classes}"
+            )
+        data, tile = self.data, self.demo.tile
+        uses_embedded = "embedded" in (
+            data.classifier_dataset,
+            data.source_dataset,
+            data.target_dataset,
+        )
+        if uses_embedded and data.crop_size > min(tile):
+            raise ConfigError(
+                f"data.crop_size: {data.crop_size} does not fit in demo.tile {tile}; "
+                f"expected crop_size <= {min(tile)}"
             )
 
     @property
@@ -661,6 +689,7 @@ SECTIONS: dict[str, type] = {
     "eval": EvalConfig,
     "search": SearchConfig,
     "tracking": TrackingConfig,
+    "demo": DemoConfig,
 }
 
 
@@ -723,7 +752,7 @@ def load_config(source: str | Path | None = None, overrides: Sequence[str] = ())
         source: a YAML file path, or a preset name (``demo``, ``paper``) looked up in
             ``dgqa_ray/configs/``. None: the dataclass defaults (the paper's settings).
         overrides: ``section.field=value`` strings (``train.epochs=3``, ``run_name=try2``,
-            ``selection.tau=null``, ``data.embedded_target_types=1,3,9``), applied in order.
+            ``selection.tau=null``, ``demo.target_types=1,3,9``), applied in order.
 
     Raises:
         ConfigError: unknown preset, file, section or key; a value of the wrong type or outside
@@ -1078,10 +1107,23 @@ def _coerce_tuple(value: Any, args: tuple, where: str) -> tuple:
     )
 
 
+def _refuse_moved_keys(names: Iterable[str], cls: type, where: str) -> None:
+    """ConfigError naming every key of ``names`` that ``cls`` lists as moved, and its new name
+    (``data.embedded_tile: moved to demo.tile``)."""
+    moved: Mapping[str, str] = getattr(cls, "_moved", {})
+    old = [name for name in names if name in moved]
+    if old:
+        raise ConfigError(
+            "; ".join(f"{where}.{name}: moved to {moved[name]}" for name in old)
+            + " (the embedded demo's settings have a section of their own, demo)"
+        )
+
+
 def _known_key(name: str, cls: type, where: str) -> None:
     known = [f.name for f in dataclasses.fields(cls)]
     if name in known:
         return
+    _refuse_moved_keys([name], cls, where)
     close = difflib.get_close_matches(name, known, n=1)
     suggestion = f" (did you mean {close[0]!r}?)" if close else ""
     raise ConfigError(f"{where}: unknown key {name!r}{suggestion}; known keys: {', '.join(known)}")
@@ -1091,6 +1133,7 @@ def _from_mapping(cls: type, values: Mapping[str, Any], where: str) -> Any:
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {values!r}")
     context = cls._section or where
+    _refuse_moved_keys([str(key) for key in values], cls, context)
     for key in values:
         _known_key(str(key), cls, context)
     return cls(**{str(k): v for k, v in values.items()})

@@ -13,6 +13,7 @@ from dgqa_ray.config import (
     SECTIONS,
     ConfigError,
     DataConfig,
+    DemoConfig,
     ModelConfig,
     PipelineConfig,
     SelectionConfig,
@@ -86,8 +87,8 @@ def test_overrides_coerce_types():
             "train.use_gpu=yes",
             "selection.tau=0.05",
             "selection.share_decimals=null",
-            "data.embedded_target_types=1, 3,9",
-            "data.embedded_tile=[128, 160]",
+            "demo.target_types=1, 3,9",
+            "demo.tile=[128, 160]",
             "run_name=try-2",
             "redo=classifier,selection",
         ],
@@ -95,8 +96,8 @@ def test_overrides_coerce_types():
     assert cfg.train.epochs == 3 and isinstance(cfg.train.epochs, int)
     assert cfg.train.lr == 2e-5 and cfg.train.use_gpu is True
     assert cfg.selection.tau == 0.05 and cfg.selection.share_decimals is None
-    assert cfg.data.embedded_target_types == (1, 3, 9)
-    assert cfg.data.embedded_tile == (128, 160)
+    assert cfg.demo.target_types == (1, 3, 9)
+    assert cfg.demo.tile == (128, 160)
     assert cfg.run_name == "try-2" and cfg.redo == ("classifier", "selection")
     assert cfg.redo_stage("selection") and not cfg.redo_stage("data")
     # Later overrides win; apply_overrides works on a built config.
@@ -105,7 +106,7 @@ def test_overrides_coerce_types():
 
 def test_direct_construction_is_checked_too():
     assert TrainConfig(lr="1e-4").lr == 1e-4  # type: ignore[arg-type]
-    assert DataConfig(embedded_target_types=[2, 5]).embedded_target_types == (2, 5)  # type: ignore[arg-type]
+    assert DemoConfig(target_types=[2, 5]).target_types == (2, 5)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"train\.batch_size"):
         TrainConfig(batch_size=0)
     cfg = PipelineConfig.from_dict({"train": {"epochs": 2}, "model": {"backbone": "resnet18"}})
@@ -157,11 +158,27 @@ def test_direct_construction_is_checked_too():
             r"data\.target_dataset: invalid value 'imagenet'; allowed: kadid10k",
         ),
         (["data.crop_size=16"], r"data\.crop_size: invalid value 16; expected >= 32"),
-        (["data.crop_size=224"], r"data\.crop_size: 224 does not fit in data\.embedded_tile"),
-        (["data.embedded_target_types=1,1"], r"data\.embedded_target_types: .*distinct KADID ids"),
-        (["data.embedded_target_types=0,26"], r"data\.embedded_target_types"),
-        (["data.embedded_max_types_per_image=9"], r"data\.embedded_max_types_per_image"),
-        (["data.embedded_tile=[96]"], r"data\.embedded_tile: expected 2 values"),
+        (
+            ["data.crop_size=224"],
+            r"data\.crop_size: 224 does not fit in demo\.tile \(96, 128\); expected crop_size <= 96",
+        ),
+        (["demo.target_types=1,1"], r"demo\.target_types: .*distinct KADID ids"),
+        (["demo.target_types=0,26"], r"demo\.target_types"),
+        (["demo.target_types=[]"], r"demo\.target_types: invalid value \(\); expected one or more"),
+        (["demo.max_types_per_image=9"], r"demo\.max_types_per_image: invalid value 9"),
+        (["demo.tile=[96]"], r"demo\.tile: expected 2 values"),
+        (
+            ["demo.tile=16,128"],
+            r"demo\.tile: invalid value \(16, 128\); expected \(height, width\)",
+        ),
+        (["demo.classifier_refs=0"], r"demo\.classifier_refs: invalid value 0; expected >= 1"),
+        (["demo.classifier_types_per_ref=26"], r"demo\.classifier_types_per_ref: .*<= 25"),
+        (["demo.source_refs=0"], r"demo\.source_refs: invalid value 0; expected >= 1"),
+        (["demo.dead_leaves=-1"], r"demo\.dead_leaves: invalid value -1; expected >= 0"),
+        (["demo.source_dead_leaves=-1"], r"demo\.source_dead_leaves: invalid value -1"),
+        (["demo.target_images=0"], r"demo\.target_images: invalid value 0; expected >= 1"),
+        (["demo.seed=-1"], r"demo\.seed: invalid value -1; expected >= 0"),
+        (["demo.tiles=1"], r"demo: unknown key 'tiles' \(did you mean 'tile'\?\)"),
         (["data.source_root=http://example.com/kadid"], r"data\.source_root: invalid value"),
         (["run_name=a/b"], r"run_name: invalid value 'a/b'"),
         (["storage=gs://bucket"], r"storage: invalid value 'gs://bucket'"),
@@ -228,7 +245,7 @@ def test_to_dict_and_flat_dict():
     cfg = load_config("demo")
     nested = cfg.to_dict()
     assert set(nested) == {"run_name", "storage", "output_dir", "classifier_run", "redo", *SECTIONS}
-    assert nested["data"]["embedded_target_types"] == [1, 3, 10, 17, 18, 25]  # lists, not tuples
+    assert nested["demo"]["target_types"] == [1, 3, 10, 17, 18, 25]  # lists, not tuples
     yaml.safe_dump(nested)  # plain types only
     flat = cfg.to_flat_dict()
     assert flat["train.lr"] == cfg.train.lr and flat["run_name"] == "demo"
@@ -310,3 +327,63 @@ def test_classifier_run_defaults_to_the_runs_own_and_can_name_another():
     assert shared.classifier_run_name == "demo-classifier"
     with pytest.raises(ConfigError, match="classifier_run: invalid value '../x'"):
         load_config("demo", ["classifier_run=../x"])
+
+
+DEMO_FIELDS = (
+    "tile",
+    "target_types",
+    "max_types_per_image",
+    "classifier_refs",
+    "classifier_types_per_ref",
+    "source_refs",
+    "dead_leaves",
+    "source_dead_leaves",
+    "target_images",
+    "seed",
+)
+"""The demo section's fields, which earlier versions kept in ``data`` as ``embedded_<name>``."""
+
+
+def test_a_config_with_the_old_data_embedded_keys_is_refused_with_their_new_names(tmp_path):
+    # A run config saved by an earlier version: the demo's settings inside ``data``.
+    values = load_config("demo").to_dict()
+    demo = values.pop("demo")
+    values["data"].update({f"embedded_{name}": demo[name] for name in DEMO_FIELDS})
+    saved = tmp_path / "old_run.yaml"
+    saved.write_text(yaml.safe_dump(values, sort_keys=False))
+    with pytest.raises(ConfigError) as info:
+        load_config(saved)
+    message = str(info.value)
+    assert message.startswith(f"{saved}: data.embedded_tile: moved to demo.tile; "), message
+    for name in DEMO_FIELDS:
+        assert f"data.embedded_{name}: moved to demo.{name}" in message
+    assert "unknown key" not in message
+    # Doing what the message says loads the same config as the preset.
+    moved = dict(
+        part.split(": moved to ") for part in message.split(f"{saved}: ", 1)[1].split("; ")
+    )
+    fixed = {k: (dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
+    fixed["demo"] = {}
+    for old, new in moved.items():
+        old_key = old.removeprefix("data.")
+        new_key = new.split(" ")[0].removeprefix("demo.")
+        fixed["demo"][new_key] = fixed["data"].pop(old_key)
+    saved.write_text(yaml.safe_dump(fixed, sort_keys=False))
+    assert load_config(saved) == load_config("demo")
+
+
+@pytest.mark.parametrize("name", DEMO_FIELDS)
+def test_an_old_data_embedded_key_is_refused_from_set_and_from_a_mapping(name):
+    with pytest.raises(ConfigError, match=rf"^--set data\.embedded_{name}: moved to demo\.{name} "):
+        load_config("demo", [f"data.embedded_{name}=1"])
+    with pytest.raises(ConfigError, match=rf"^data\.embedded_{name}: moved to demo\.{name} "):
+        PipelineConfig.from_dict({"data": {f"embedded_{name}": 1}})
+
+
+def test_the_crop_must_fit_the_demo_tile_only_where_a_role_is_embedded():
+    assert load_config("paper", ["demo.tile=32,32"]).data.crop_size == 224  # no embedded role
+    with pytest.raises(ConfigError, match=r"data\.crop_size: 64 does not fit in demo\.tile"):
+        load_config(
+            "paper", ["data.crop_size=64", "data.target_dataset=embedded", "demo.tile=48,48"]
+        )
+    assert load_config("demo", ["demo.tile=64,64"]).demo.tile == (64, 64)
