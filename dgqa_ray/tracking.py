@@ -27,7 +27,7 @@ Secrets. ``log_params`` and ``set_tags`` redact (value ``<redacted>``) any key t
 secret (password, secret, token, credential, API/access/private key) and any value holding the
 value of such an environment variable (``AWS_SECRET_ACCESS_KEY``, ``MLFLOW_TRACKING_PASSWORD``,
 ``RAY_AUTH_TOKEN``, ...), an AWS access key id, or a password inside a URI (the password is
-dropped, the rest kept). The config itself refuses credentials in URIs (``config.py``).
+dropped, the rest kept). The config itself refuses credentials in URIs (``config/checks.py``).
 
 MLflow is imported only when a tracker starts; nothing here touches Ray.
 """

@@ -1,4 +1,4 @@
-"""Regenerate the config reference in docs/pipeline.md from dgqa_ray/config.py.
+"""Regenerate the config reference in docs/pipeline.md from the dgqa_ray/config/ package.
 
 Usage:
     python jobs/config_reference.py            # rewrite the generated section

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"heldout_check: error: {e}", file=sys.stderr)
         return 2
-    tile = tuple(base.data.embedded_tile)
+    tile = tuple(base.demo.tile)
     table = build_heldout_target(args.out, tile=tile, n_images=args.images)
     target = [
         "data.target_dataset=custom",

@@ -372,6 +372,20 @@ CASES: list[Case] = [
     ),
     _case("full_pipeline", ["--config", "{bad_yaml}"], 2, "couldn't parse YAML", "bad.yaml"),
     _case("full_pipeline", ["--config", "{list_yaml}"], 2, "expected a mapping", "list.yaml"),
+    # A run config from before the demo section: each old key is named with its new one.
+    _case(
+        "full_pipeline",
+        ["--config", "{old_yaml}"],
+        2,
+        "old_run.yaml: data.embedded_tile: moved to demo.tile; "
+        "data.embedded_seed: moved to demo.seed",
+    ),
+    _case(
+        "full_pipeline",
+        ["--set", "data.embedded_source_refs=3"],
+        2,
+        "--set data.embedded_source_refs: moved to demo.source_refs",
+    ),
     _case(
         "full_pipeline",
         ["--base-dir", f"s3://{KEY}:{SECRET}@b/x"],
@@ -495,7 +509,7 @@ CASES: list[Case] = [
     ),
     _case("score", ["--images", "{custom_folder}", "--out", "{tmp}/s.csv"], 2, "--model"),
     # -- jobs/heldout_check.py and jobs/benchmark.py ---------------------------------------------
-    _case("heldout_check", ["--set", "data.embedded_tile=4,4"], 2, "data.embedded_tile"),
+    _case("heldout_check", ["--set", "demo.tile=4,4"], 2, "demo.tile"),
     _case("heldout_check", ["--set", f"storage={S3_WITH_SECRET}"], 2, "storage: the URI carries"),
     _case("benchmark", ["ablation", "--rows", "demo,nope"], 2, "unknown rows ['nope']"),
     _case("benchmark", ["ablation", "--set", "train.lr=fast"], 2, "train.lr"),
@@ -529,6 +543,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     bad_score.loc[2, "score"] = "great"
     (base / "bad.yaml").write_text("train: {lr: [unclosed\n")
     (base / "list.yaml").write_text("- train\n- model\n")
+    (base / "old_run.yaml").write_text("data:\n  embedded_tile: [96, 128]\n  embedded_seed: 0\n")
     (base / "table.txt").write_text("path\nx.png\n")
     (base / "empty_folder").mkdir()
     checkpoints = _checkpoints(base / "checkpoints")
@@ -546,6 +561,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "custom_empty": variant("empty", table.iloc[:0]),
         "bad_yaml": str(base / "bad.yaml"),
         "list_yaml": str(base / "list.yaml"),
+        "old_yaml": str(base / "old_run.yaml"),
         "table_txt": str(base / "table.txt"),
     }
 

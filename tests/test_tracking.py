@@ -76,7 +76,7 @@ def test_parent_and_nested_runs_hold_params_metrics_and_artifacts(store, tmp_pat
     parent = client.get_run(tracker.run_id)
     assert parent.info.status == "FINISHED" and parent.info.run_name == "pipeline-1"
     assert parent.data.params["train.lr"] == str(cfg.train.lr)
-    assert parent.data.params["data.embedded_target_types"] == "[1, 3, 10, 17, 18, 25]"
+    assert parent.data.params["demo.target_types"] == "[1, 3, 10, 17, 18, 25]"
     assert parent.data.tags["dgqa.target"] == "embedded"
     assert parent.data.metrics["target_srcc"] == 0.5
 
@@ -292,7 +292,7 @@ def test_ui_command_points_at_the_store_from_anywhere(tmp_path, monkeypatch):
         ("RAY_AUTH_TOKEN", True),
         ("api-key", True),
         ("train.lr", False),
-        ("data.embedded_max_types_per_image", False),
+        ("demo.max_types_per_image", False),
         ("PWD", False),
     ],
 )

@@ -41,7 +41,7 @@ ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "no-dead-leaves": (
         "classifier pool without the 64 dead-leaves references (65 photo tiles)",
-        ("data.embedded_dead_leaves=0",),
+        ("demo.dead_leaves=0",),
     ),
     "constant-lr": (
         "no warmup/cosine schedule (constant learning rate) for both models",
@@ -60,7 +60,7 @@ ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "source-8-tiles": (
         "8 source tiles instead of 24 (1,000 labelled images)",
-        ("data.embedded_source_refs=8",),
+        ("demo.source_refs=8",),
     ),
 }
 REGRESSOR_ROWS: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -7,7 +7,7 @@
     pools.recovery(selected)     # {"recovered": [...], "missed": [...], "extra": [...]}
 
 No dataset can be downloaded where the demo runs, so the pipeline's default makes its own
-(docs/pipeline.md). The tiles of ``embedded.embedded_references(cfg.data.embedded_tile)`` are
+(docs/pipeline.md). The tiles of ``photos.embedded_references(cfg.demo.tile)`` are
 split **by photo**: the target's photos are in no training pool, so whatever the classifier and
 the regressors learn must transfer to content they never saw:
 
@@ -15,16 +15,16 @@ the regressors learn must transfer to content they never saw:
 pool            content                          what is written (adapter)
 ==============  ===============================  ==========================================
 classifier      motorcycle, astronaut, rocket    KADIS-700k layout (``kadis700k``): the
-                + ``embedded_dead_leaves``       references in ``ref_imgs/``; with
+                + ``demo.dead_leaves``           references in ``ref_imgs/``; with
                 procedural dead-leaves images    ``data.classifier_view: stored`` also every
-                                                 tile x ``embedded_classifier_types_per_ref``
+                                                 tile x ``demo.classifier_types_per_ref``
                                                  types x 5 levels in ``dist_imgs/``
 source          motorcycle, astronaut, rocket    KADID-10k layout (``kadid10k``): the first
-                (+ ``embedded_source_dead_leaves``)  ``embedded_source_refs`` tiles x 25 types
+                (+ ``demo.source_dead_leaves``)  ``demo.source_refs`` tiles x 25 types
                                                  x 5 levels; ``dmos`` holds the proxy
 target          coffee, chelsea (cat)            ``custom`` table ``target.csv``: images carrying
-                                                 1..``embedded_max_types_per_image`` of
-                                                 ``embedded_target_types`` applied in sequence
+                                                 1..``demo.max_types_per_image`` of
+                                                 ``demo.target_types`` applied in sequence
 ==============  ===============================  ==========================================
 
 The classifier and the source share their three photos (KADIS-700k and KADID-10k share kinds of
@@ -32,7 +32,7 @@ content too): the packages this project may read ship five natural colour photos
 them are the target's. Content variety is what both models are short of (docs/pipeline.md,
 ablation), so the classifier pool adds procedural dead-leaves references (``dead_leaves.py``),
 whose colours come from the classifier photos' pixels. The source uses only
-``embedded_source_refs`` tiles (round-robin over its photos) because every source tile costs
+``demo.source_refs`` tiles (round-robin over its photos) because every source tile costs
 125 images in each regressor training.
 
 **Scores are proxies.** No one rated these images: the source's ``dmos`` column and the
@@ -47,13 +47,13 @@ references only, as the KADIS-700k release is, and training distorts them afresh
 (``pipelines.onthefly_training_view``). With ``stored``, the distorted images are written as the
 published generator would: KADIS gives each of its 140,000 references one type, which with ~130
 references would leave about five per class, so each tile gets several distinct types
-(``embedded_classifier_types_per_ref``) dealt from one seeded permutation of 1..25 so that every
+(``demo.classifier_types_per_ref``) dealt from one seeded permutation of 1..25 so that every
 type gets the same number of tiles (+-1); ``kadis700k_ref_imgs.csv`` names each reference's first
 type and ``classifier_types.csv`` lists all of them.
 
 Target pool: image j of the pool is tile ``j mod n_tiles``; its first type cycles through a
-seeded shuffle of ``embedded_target_types`` (so every type is present about equally often),
-1..``embedded_max_types_per_image`` types are drawn (uniformly), the others without repetition
+seeded shuffle of ``demo.target_types`` (so every type is present about equally often),
+1..``demo.max_types_per_image`` types are drawn (uniformly), the others without repetition
 from the rest of the list, each with a level drawn uniformly from 1..5 (mean shift and contrast
 change skip their level 3, which is the identity), and they are applied in a random order, each
 on the previous result (``distortions.apply``, which min-max stretches its output as the
@@ -292,23 +292,23 @@ def _local_dir(out_dir: str | os.PathLike[str]) -> Path:
 
 
 def _settings(cfg: PipelineConfig, tiles: Mapping[str, list[ReferenceTile]]) -> dict[str, Any]:
-    d = cfg.data
-    h, w = d.embedded_tile
+    d = cfg.demo
+    h, w = d.tile
     return {
         "format": POOLS_FORMAT,
         "tile": [h, w],
-        "seed": d.embedded_seed,
+        "seed": d.seed,
         "photos": {role: list(POOL_PHOTOS[role]) for role in POOL_ROLES},
         "tiles": {role: [t.name for t in tiles[role]] for role in POOL_ROLES},
-        "classifier_view": d.classifier_view,
-        "classifier_types_per_ref": d.embedded_classifier_types_per_ref,
+        "classifier_view": cfg.data.classifier_view,
+        "classifier_types_per_ref": d.classifier_types_per_ref,
         "dead_leaves": {
-            "classifier": d.embedded_dead_leaves,
-            "source": d.embedded_source_dead_leaves,
+            "classifier": d.dead_leaves,
+            "source": d.source_dead_leaves,
         },
-        "target_types": list(d.embedded_target_types),
-        "max_types_per_image": d.embedded_max_types_per_image,
-        "target_images": d.embedded_target_images,
+        "target_types": list(d.target_types),
+        "max_types_per_image": d.max_types_per_image,
+        "target_images": d.target_images,
         "proxy": proxy_spec(h, w).to_dict(),
     }
 
@@ -528,7 +528,7 @@ def build_embedded_pools(
     """Build (or reuse) the embedded default's classifier, source and target pools.
 
     Args:
-        cfg: the pipeline config; ``cfg.data.embedded_*`` size the pools and
+        cfg: the pipeline config; ``cfg.demo`` sizes the pools and
             ``cfg.model.num_classes`` decides whether the classifier's adapter includes the
             pristine tiles (26 classes) or not (25).
         out_dir: a local folder; the pools go to ``classifier/``, ``source/`` and ``target/``
@@ -546,36 +546,33 @@ def build_embedded_pools(
     """
     started = time.monotonic()
     folder = _local_dir(out_dir)
-    d = cfg.data
-    all_tiles = embedded_references(tuple(d.embedded_tile))
+    d = cfg.demo
+    all_tiles = embedded_references(tuple(d.tile))
     limits = {
-        "classifier": d.embedded_classifier_refs,
-        "source": d.embedded_source_refs,
+        "classifier": d.classifier_refs,
+        "source": d.source_refs,
         "target": None,
     }
     tiles = {role: pool_tiles(all_tiles, role, limits[role]) for role in POOL_ROLES}
-    if d.embedded_dead_leaves or d.embedded_source_dead_leaves:
+    if d.dead_leaves or d.source_dead_leaves:
         photos = embedded_photos()
-        palette = palette_from_photos([photos[c] for c in TRAINING_PHOTOS], d.embedded_seed)
-        tile = tuple(d.embedded_tile)
-        tiles["classifier"] += dead_leaves_references(
-            d.embedded_dead_leaves, tile, d.embedded_seed, palette
-        )
+        palette = palette_from_photos([photos[c] for c in TRAINING_PHOTOS], d.seed)
+        tile = tuple(d.tile)
+        tiles["classifier"] += dead_leaves_references(d.dead_leaves, tile, d.seed, palette)
         # Other indices than the classifier's: the source's procedural images are new content.
         tiles["source"] += dead_leaves_references(
-            d.embedded_source_dead_leaves, tile, d.embedded_seed, palette, start=5000
+            d.source_dead_leaves, tile, d.seed, palette, start=5000
         )
     for role in POOL_ROLES:
         if not tiles[role]:
             raise ValueError(
-                f"data.embedded_tile: {tuple(d.embedded_tile)} leaves no tile for the {role} "
-                f"pool (photos {', '.join(POOL_PHOTOS[role])}); expected a smaller tile"
+                f"demo.tile: {tuple(d.tile)} leaves no tile for the {role} pool (photos {', '.join(POOL_PHOTOS[role])}); expected a smaller tile"
             )
         limit = limits[role]
         if limit is not None and len(tiles[role]) < limit:
             log(
-                f"embedded pools: data.embedded_{role}_refs={limit} but the {role} photos give "
-                f"only {len(tiles[role])} tiles of {tuple(d.embedded_tile)}; using all of them"
+                f"embedded pools: demo.{role}_refs={limit} but the {role} photos give "
+                f"only {len(tiles[role])} tiles of {tuple(d.tile)}; using all of them"
             )
     settings = _settings(cfg, tiles)
     writer = LocalFolderWriter(folder)
@@ -598,10 +595,10 @@ def build_embedded_pools(
             shutil.rmtree(folder / role, ignore_errors=True)
     _write_json(writer, MANIFEST_FILE, {"status": "building", "settings": settings})
 
-    seed = d.embedded_seed
+    seed = d.seed
     t0 = time.monotonic()
     cls_plan = classifier_type_plan(
-        [t.name for t in tiles["classifier"]], d.embedded_classifier_types_per_ref, seed
+        [t.name for t in tiles["classifier"]], d.classifier_types_per_ref, seed
     )
     n_cls = _build_classifier(
         folder / "classifier",
@@ -610,7 +607,7 @@ def build_embedded_pools(
         seed,
         num_cpus,
         progress,
-        stored=d.classifier_view == "stored",
+        stored=cfg.data.classifier_view == "stored",
     )
     t_cls = time.monotonic() - t0
 
@@ -621,9 +618,9 @@ def build_embedded_pools(
     t0 = time.monotonic()
     mixtures = target_plan(
         [t.name for t in tiles["target"]],
-        d.embedded_target_images,
-        d.embedded_target_types,
-        d.embedded_max_types_per_image,
+        d.target_images,
+        d.target_types,
+        d.max_types_per_image,
         seed,
     )
     target_proxies = _build_target(folder / "target", tiles["target"], mixtures, seed)

@@ -82,15 +82,15 @@ def test_out_dir_must_be_local(tmp_path):
 
 _TINY = [
     "data.classifier_view=stored",
-    "data.embedded_dead_leaves=2",
-    "data.embedded_tile=48,64",
+    "demo.dead_leaves=2",
+    "demo.tile=48,64",
     "data.crop_size=32",
-    "data.embedded_classifier_refs=3",
-    "data.embedded_classifier_types_per_ref=2",
-    "data.embedded_source_refs=1",
-    "data.embedded_target_images=6",
-    "data.embedded_target_types=1,18,25",
-    "data.embedded_max_types_per_image=2",
+    "demo.classifier_refs=3",
+    "demo.classifier_types_per_ref=2",
+    "demo.source_refs=1",
+    "demo.target_images=6",
+    "demo.target_types=1,18,25",
+    "demo.max_types_per_image=2",
 ]
 
 
@@ -188,7 +188,7 @@ def test_a_second_call_reuses_the_pools_and_new_settings_rebuild_them(tiny_pools
 
     # Another seed changes the noise draws: the pools are rebuilt, not reused.
     before = pd.read_csv(table)["dmos"].to_numpy()
-    reseeded = load_config("demo", [*_TINY, "data.embedded_seed=7"])
+    reseeded = load_config("demo", [*_TINY, "demo.seed=7"])
     rebuilt = build_embedded_pools(reseeded, out, progress=False, log=_quiet)
     assert not rebuilt.reused
     assert not np.allclose(pd.read_csv(table)["dmos"].to_numpy(), before)
