@@ -79,11 +79,12 @@ ingest into ``s3://`` storage.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,8 @@ from .dead_leaves import dead_leaves_references, is_dead_leaves_name, palette_fr
 from .photos import ReferenceTile, embedded_photos, embedded_references
 from .proxy_scores import PROXY_COLUMN, PROXY_SCALE, proxy_scores, proxy_spec
 
+log = logging.getLogger(__name__)
+
 POOL_ROLES = ("classifier", "source", "target")
 TRAINING_PHOTOS = ("skimage_motorcycle", "skimage_astronaut", "skimage_rocket")
 POOL_PHOTOS: dict[str, tuple[str, ...]] = {
@@ -115,7 +118,7 @@ POOL_PHOTOS: dict[str, tuple[str, ...]] = {
     "source": TRAINING_PHOTOS,
     "target": ("skimage_coffee", "skimage_chelsea"),
 }
-"""Content ids (``embedded.content_id``) of each pool's photos: the target's are in no other
+"""Content ids (``photos.content_id``) of each pool's photos: the target's are in no other
 pool."""
 
 MANIFEST_FILE = "embedded_pools.json"
@@ -523,7 +526,6 @@ def build_embedded_pools(
     force: bool = False,
     num_cpus: int | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = print,
 ) -> EmbeddedPools:
     """Build (or reuse) the embedded default's classifier, source and target pools.
 
@@ -536,7 +538,6 @@ def build_embedded_pools(
         force: rebuild even if finished pools with the same settings are there.
         num_cpus: Ray tasks running at once while synthesizing (default: every CPU).
         progress: synthesis progress lines on stderr.
-        log: where the one-line status messages go.
 
     Returns:
         ``EmbeddedPools``: each pool's adapter name, root and options, and the target's types.
@@ -570,7 +571,7 @@ def build_embedded_pools(
             )
         limit = limits[role]
         if limit is not None and len(tiles[role]) < limit:
-            log(
+            log.info(
                 f"embedded pools: demo.{role}_refs={limit} but the {role} photos give "
                 f"only {len(tiles[role])} tiles of {tuple(d.tile)}; using all of them"
             )
@@ -580,12 +581,12 @@ def build_embedded_pools(
     if not force and _complete(found, settings, folder):
         assert found is not None
         pools = _pools_from_manifest(found, folder, cfg, time.monotonic() - started, True)
-        log(f"embedded pools: reusing {folder} (same settings)")
+        log.info(f"embedded pools: reusing {folder} (same settings)")
         return pools
 
     if force or (found is not None and found.get("settings") != settings):
         reason = "forced" if force else "settings changed"
-        log(f"embedded pools: rebuilding {folder} ({reason})")
+        log.info(f"embedded pools: rebuilding {folder} ({reason})")
         for role in POOL_ROLES:
             shutil.rmtree(folder / role, ignore_errors=True)
     elif any((folder / role).exists() for role in POOL_ROLES) and found is None:
@@ -668,7 +669,7 @@ def build_embedded_pools(
     }
     _write_json(writer, MANIFEST_FILE, manifest)
     pools = _pools_from_manifest(manifest, folder, cfg, time.monotonic() - started, False)
-    log(pools.summary())
+    log.info(pools.summary())
     return pools
 
 

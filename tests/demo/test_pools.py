@@ -94,15 +94,11 @@ _TINY = [
 ]
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 @pytest.fixture(scope="module")
 def tiny_pools(ray_local, tmp_path_factory):
     cfg = load_config("demo", _TINY)
     out = tmp_path_factory.mktemp("pools")
-    return cfg, out, build_embedded_pools(cfg, out, progress=False, log=_quiet)
+    return cfg, out, build_embedded_pools(cfg, out, progress=False)
 
 
 @pytest.mark.slow
@@ -167,21 +163,21 @@ def test_a_second_call_reuses_the_pools_and_new_settings_rebuild_them(tiny_pools
     cfg, out, first = tiny_pools
     table = Path(first.source.root) / "dmos.csv"
     stamp = table.stat().st_mtime_ns
-    again = build_embedded_pools(cfg, out, progress=False, log=_quiet)
+    again = build_embedded_pools(cfg, out, progress=False)
     assert again.reused and again.seconds < 5
     assert table.stat().st_mtime_ns == stamp
     assert again.target_types == first.target_types
 
     # The authors' 26 classes: the same files serve (the references are always indexed).
     cfg26 = load_config("demo", [*_TINY, "model.num_classes=26"])
-    pools26 = build_embedded_pools(cfg26, out, progress=False, log=_quiet)
+    pools26 = build_embedded_pools(cfg26, out, progress=False)
     assert pools26.reused and pools26.classifier.options["include_references"] is True
     index = pools26.classifier.open().index()
     assert (index["dist_type"] == 0).sum() == 5
 
     # The on-the-fly view needs only the references: a rebuild writes no distorted image.
     fly = load_config("demo", [*_TINY, "data.classifier_view=on_the_fly"])
-    refs_only = build_embedded_pools(fly, out, progress=False, log=_quiet)
+    refs_only = build_embedded_pools(fly, out, progress=False)
     assert not refs_only.reused and refs_only.classifier.images == 0
     assert (refs_only.classifier.open().index()["dist_type"] == 0).all()
     assert not (Path(refs_only.classifier.root) / "dist_imgs").exists()
@@ -189,7 +185,7 @@ def test_a_second_call_reuses_the_pools_and_new_settings_rebuild_them(tiny_pools
     # Another seed changes the noise draws: the pools are rebuilt, not reused.
     before = pd.read_csv(table)["dmos"].to_numpy()
     reseeded = load_config("demo", [*_TINY, "demo.seed=7"])
-    rebuilt = build_embedded_pools(reseeded, out, progress=False, log=_quiet)
+    rebuilt = build_embedded_pools(reseeded, out, progress=False)
     assert not rebuilt.reused
     assert not np.allclose(pd.read_csv(table)["dmos"].to_numpy(), before)
     assert json.loads((out / MANIFEST_FILE).read_text())["settings"]["seed"] == 7
